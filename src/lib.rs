@@ -1,4 +1,10 @@
 //! handoff: validates custody events from agencies, journals them, and decides who takes
 //! custody under the rules of the ICD. See `ARCHITECTURE.md` for the map.
 
+pub mod engine;
+pub mod envelope;
+pub mod ids;
+pub mod model;
+pub mod replay;
 pub mod schemas;
+pub mod wire;

@@ -1,0 +1,240 @@
+//! Inbound messages at the edge: bytes → JSON → schema check → a validated [`Event`].
+//!
+//! This is the only place that reads inbound JSON. After the schema has passed, the
+//! typed fields are read out once; the engine never sees a `serde_json::Value`.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::model::{Answer, CriminalStatus, Custodian, Event, EventBody, Time, WritKind};
+use crate::schemas::{self, SchemaError};
+
+/// Why a message is not a valid event. The `code` of each variant is what the service
+/// puts in the dead-letter reason; the `Display` text is the specific explanation.
+/// Neither ever quotes a person id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("not UTF-8: invalid byte sequence at byte {0}")]
+    NotUtf8(usize),
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("{0}")]
+    Schema(SchemaError),
+    #[error("/subject: must equal data.person_id")]
+    SubjectMismatch,
+    #[error("{field}: {reason}")]
+    BadField { field: &'static str, reason: String },
+}
+
+impl Invalid {
+    /// A short, stable reason code: `not_utf8`, `not_json`, `unknown_type`, `schema`,
+    /// `subject_mismatch`, `bad_field`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Invalid::NotUtf8(_) => "not_utf8",
+            Invalid::NotJson(_) => "not_json",
+            Invalid::Schema(e) if e.path == "/type" && e.keyword == "enum" => "unknown_type",
+            Invalid::Schema(_) => "schema",
+            Invalid::SubjectMismatch => "subject_mismatch",
+            Invalid::BadField { .. } => "bad_field",
+        }
+    }
+}
+
+impl From<SchemaError> for Invalid {
+    fn from(e: SchemaError) -> Self {
+        Invalid::Schema(e)
+    }
+}
+
+/// Parses and validates one message given as raw bytes (one JSON-lines line, or an AMQP
+/// body).
+pub fn parse_event_bytes(bytes: &[u8]) -> Result<Event, Invalid> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Invalid::NotUtf8(e.valid_up_to()))?;
+    parse_event(text)
+}
+
+/// Parses and validates one message given as text.
+pub fn parse_event(text: &str) -> Result<Event, Invalid> {
+    let value: Value = serde_json::from_str(text).map_err(|e| Invalid::NotJson(e.to_string()))?;
+    event_from_value(&value)
+}
+
+/// Validates a parsed message against its schema and reads it into an [`Event`].
+pub fn event_from_value(value: &Value) -> Result<Event, Invalid> {
+    let ty = schemas::validate_event(value)?;
+    let data = &value["data"];
+    let body = body(ty, data)?;
+    if let Some(person_id) = body.person_id()
+        && value.get("subject").and_then(Value::as_str) != Some(person_id)
+    {
+        return Err(Invalid::SubjectMismatch);
+    }
+    Ok(Event {
+        source: text(value, "source")?,
+        id: text(value, "id")?,
+        time: time(value, "time")?,
+        received: match value.get("handoffreceived") {
+            Some(_) => Some(time(value, "handoffreceived")?),
+            None => None,
+        },
+        body,
+    })
+}
+
+fn body(ty: &str, d: &Value) -> Result<EventBody, Invalid> {
+    Ok(match ty {
+        "jurisdiction.policy.updated" => EventBody::PolicyUpdated {
+            jurisdiction_id: text(d, "jurisdiction_id")?,
+            name: text(d, "name")?,
+            state: text(d, "state")?,
+            honors_detainers: boolean(d, "honors_detainers")?,
+            return_agreement: boolean(d, "return_agreement")?,
+        },
+        "ice.detainer.issued" => EventBody::DetainerIssued {
+            detainer_id: text(d, "detainer_id")?,
+            person_id: text(d, "person_id")?,
+            custodian: custodian(d, "custodian")?,
+            criminal_status: match word(d, "criminal_status")? {
+                "convicted" => CriminalStatus::Convicted,
+                "charged" => CriminalStatus::Charged,
+                _ => CriminalStatus::None,
+            },
+            offenses: texts(d, "offenses")?,
+        },
+        "ice.detainer.withdrawn" => EventBody::DetainerWithdrawn {
+            detainer_id: text(d, "detainer_id")?,
+            person_id: text(d, "person_id")?,
+        },
+        "local.claim.lodged" => EventBody::ClaimLodged {
+            claim_id: text(d, "claim_id")?,
+            person_id: text(d, "person_id")?,
+            jurisdiction_id: text(d, "jurisdiction_id")?,
+            charges: texts(d, "charges")?,
+        },
+        "bop.release.scheduled" => EventBody::BopReleaseScheduled {
+            person_id: text(d, "person_id")?,
+            facility: text(d, "facility")?,
+            release_at: time(d, "release_at")?,
+        },
+        "ice.first_refusal.response" => EventBody::FirstRefusalResponse {
+            offer_id: text(d, "offer_id")?,
+            person_id: text(d, "person_id")?,
+            answer: match word(d, "decision")? {
+                "accept" => Answer::Accept,
+                _ => Answer::Decline,
+            },
+        },
+        "court.writ.issued" => EventBody::WritIssued {
+            writ_id: text(d, "writ_id")?,
+            person_id: text(d, "person_id")?,
+            jurisdiction_id: text(d, "jurisdiction_id")?,
+            kind: match word(d, "kind")? {
+                "ad_prosequendum" => WritKind::AdProsequendum,
+                "ad_testificandum" => WritKind::AdTestificandum,
+                _ => WritKind::Other,
+            },
+            court: text(d, "court")?,
+        },
+        "local.release.due" => EventBody::LocalReleaseDue {
+            person_id: text(d, "person_id")?,
+            jurisdiction_id: text(d, "jurisdiction_id")?,
+            release_at: time(d, "release_at")?,
+        },
+        "local.detainer.declined" => EventBody::DetainerDeclined {
+            detainer_id: text(d, "detainer_id")?,
+            person_id: text(d, "person_id")?,
+            jurisdiction_id: text(d, "jurisdiction_id")?,
+        },
+        "hold.expired" => EventBody::HoldExpired {
+            person_id: text(d, "person_id")?,
+            detainer_id: text(d, "detainer_id")?,
+            jurisdiction_id: text(d, "jurisdiction_id")?,
+        },
+        "ice.custody.assumed" => EventBody::CustodyAssumed {
+            person_id: text(d, "person_id")?,
+            from: custodian(d, "from")?,
+        },
+        "ice.capacity.updated" => EventBody::CapacityUpdated {
+            funded_beds: count(d, "funded_beds")?,
+            occupied_beds: count(d, "occupied_beds")?,
+        },
+        other => {
+            return Err(Invalid::Schema(SchemaError {
+                path: "/type".to_owned(),
+                keyword: "enum".to_owned(),
+                message: format!("unknown event type {other:?}"),
+            }));
+        }
+    })
+}
+
+// The readers below only meet values the schema has already checked; their errors
+// exist so that a schema and this decoder drifting apart is a reported rejection, never
+// a panic.
+
+fn missing(field: &'static str) -> Invalid {
+    Invalid::BadField {
+        field,
+        reason: "missing or of the wrong type (schema and decoder disagree)".to_owned(),
+    }
+}
+
+fn word<'v>(v: &'v Value, field: &'static str) -> Result<&'v str, Invalid> {
+    v.get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| missing(field))
+}
+
+fn text(v: &Value, field: &'static str) -> Result<String, Invalid> {
+    word(v, field).map(str::to_owned)
+}
+
+fn boolean(v: &Value, field: &'static str) -> Result<bool, Invalid> {
+    v.get(field)
+        .and_then(Value::as_bool)
+        .ok_or_else(|| missing(field))
+}
+
+/// A non-negative integer. JSON Schema counts `34000.0` as an integer too, so an
+/// integral float the schema has bounded is read as the integer it is.
+fn count(v: &Value, field: &'static str) -> Result<u64, Invalid> {
+    let n = v.get(field).ok_or_else(|| missing(field))?;
+    n.as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 1e15)
+                .map(|f| f as u64)
+        })
+        .ok_or_else(|| missing(field))
+}
+
+fn texts(v: &Value, field: &'static str) -> Result<Vec<String>, Invalid> {
+    v.get(field)
+        .and_then(Value::as_array)
+        .ok_or_else(|| missing(field))?
+        .iter()
+        .map(|s| s.as_str().map(str::to_owned).ok_or_else(|| missing(field)))
+        .collect()
+}
+
+fn custodian(v: &Value, field: &'static str) -> Result<Custodian, Invalid> {
+    let c = v.get(field).ok_or_else(|| missing(field))?;
+    let id = word(c, "id")?;
+    Ok(match word(c, "kind")? {
+        "bop" => Custodian::Bop(id.to_owned()),
+        "local" => Custodian::Local(id.to_owned()),
+        _ => Custodian::Ice,
+    })
+}
+
+/// Reads an RFC 3339 time with its offset and normalises it to UTC.
+pub fn parse_time(s: &str) -> Result<Time, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time with offset: {e}"))
+}
+
+fn time(v: &Value, field: &'static str) -> Result<Time, Invalid> {
+    parse_time(word(v, field)?).map_err(|reason| Invalid::BadField { field, reason })
+}

@@ -1,0 +1,445 @@
+//! Domain types: validated events going into the engine and decisions coming out.
+//!
+//! Nothing here knows about JSON. `envelope` turns wire messages into these types once,
+//! and `wire` turns decisions back into CloudEvents; the engine sees only what is here.
+
+use chrono::{DateTime, Utc};
+
+/// A point in time. Always UTC inside handoff; offsets are normalised at the edge.
+pub type Time = DateTime<Utc>;
+
+/// Who holds a person. `Ice` is a single custodian, whatever the facility.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Custodian {
+    /// A Bureau of Prisons facility, by facility id.
+    Bop(String),
+    /// A local jurisdiction (county, city, state), by `jurisdiction_id`.
+    Local(String),
+    Ice,
+}
+
+impl Custodian {
+    /// The `kind` attribute of the wire form: `bop`, `local` or `ice`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Custodian::Bop(_) => "bop",
+            Custodian::Local(_) => "local",
+            Custodian::Ice => "ice",
+        }
+    }
+
+    /// The `id` attribute of the wire form: facility, jurisdiction, or `ice`.
+    pub fn id(&self) -> &str {
+        match self {
+            Custodian::Bop(id) | Custodian::Local(id) => id,
+            Custodian::Ice => "ice",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CriminalStatus {
+    Convicted,
+    Charged,
+    None,
+}
+
+impl CriminalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CriminalStatus::Convicted => "convicted",
+            CriminalStatus::Charged => "charged",
+            CriminalStatus::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WritKind {
+    AdProsequendum,
+    AdTestificandum,
+    Other,
+}
+
+/// ICE's answer to a first-refusal offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Accept,
+    Decline,
+}
+
+/// A validated inbound event: the envelope attributes the engine needs and a typed body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The sending system (`urn:agency:ice:eagle`); with `id` it identifies the event.
+    pub source: String,
+    pub id: String,
+    /// The sender's own timestamp (`time`).
+    pub time: Time,
+    /// When handoff accepted the event (`handoffreceived`), if it was journaled by handoff.
+    pub received: Option<Time>,
+    pub body: EventBody,
+}
+
+impl Event {
+    /// The event's clock time (ICD section 5): `handoffreceived` when present, else `time`.
+    pub fn clock_time(&self) -> Time {
+        self.received.unwrap_or(self.time)
+    }
+
+    /// The person the event is about, for person events.
+    pub fn person_id(&self) -> Option<&str> {
+        self.body.person_id()
+    }
+}
+
+/// The body of each inbound event type of ICD section 2.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventBody {
+    PolicyUpdated {
+        jurisdiction_id: String,
+        name: String,
+        state: String,
+        honors_detainers: bool,
+        return_agreement: bool,
+    },
+    DetainerIssued {
+        detainer_id: String,
+        person_id: String,
+        custodian: Custodian,
+        criminal_status: CriminalStatus,
+        offenses: Vec<String>,
+    },
+    DetainerWithdrawn {
+        detainer_id: String,
+        person_id: String,
+    },
+    ClaimLodged {
+        claim_id: String,
+        person_id: String,
+        jurisdiction_id: String,
+        charges: Vec<String>,
+    },
+    BopReleaseScheduled {
+        person_id: String,
+        facility: String,
+        release_at: Time,
+    },
+    FirstRefusalResponse {
+        offer_id: String,
+        person_id: String,
+        answer: Answer,
+    },
+    WritIssued {
+        writ_id: String,
+        person_id: String,
+        jurisdiction_id: String,
+        kind: WritKind,
+        court: String,
+    },
+    LocalReleaseDue {
+        person_id: String,
+        jurisdiction_id: String,
+        release_at: Time,
+    },
+    DetainerDeclined {
+        detainer_id: String,
+        person_id: String,
+        jurisdiction_id: String,
+    },
+    HoldExpired {
+        person_id: String,
+        detainer_id: String,
+        jurisdiction_id: String,
+    },
+    CustodyAssumed {
+        person_id: String,
+        from: Custodian,
+    },
+    CapacityUpdated {
+        funded_beds: u64,
+        occupied_beds: u64,
+    },
+}
+
+impl EventBody {
+    /// The ICD type name of this body (`ice.detainer.issued`, ...).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventBody::PolicyUpdated { .. } => "jurisdiction.policy.updated",
+            EventBody::DetainerIssued { .. } => "ice.detainer.issued",
+            EventBody::DetainerWithdrawn { .. } => "ice.detainer.withdrawn",
+            EventBody::ClaimLodged { .. } => "local.claim.lodged",
+            EventBody::BopReleaseScheduled { .. } => "bop.release.scheduled",
+            EventBody::FirstRefusalResponse { .. } => "ice.first_refusal.response",
+            EventBody::WritIssued { .. } => "court.writ.issued",
+            EventBody::LocalReleaseDue { .. } => "local.release.due",
+            EventBody::DetainerDeclined { .. } => "local.detainer.declined",
+            EventBody::HoldExpired { .. } => "hold.expired",
+            EventBody::CustodyAssumed { .. } => "ice.custody.assumed",
+            EventBody::CapacityUpdated { .. } => "ice.capacity.updated",
+        }
+    }
+
+    pub fn person_id(&self) -> Option<&str> {
+        match self {
+            EventBody::PolicyUpdated { .. } | EventBody::CapacityUpdated { .. } => None,
+            EventBody::DetainerIssued { person_id, .. }
+            | EventBody::DetainerWithdrawn { person_id, .. }
+            | EventBody::ClaimLodged { person_id, .. }
+            | EventBody::BopReleaseScheduled { person_id, .. }
+            | EventBody::FirstRefusalResponse { person_id, .. }
+            | EventBody::WritIssued { person_id, .. }
+            | EventBody::LocalReleaseDue { person_id, .. }
+            | EventBody::DetainerDeclined { person_id, .. }
+            | EventBody::HoldExpired { person_id, .. }
+            | EventBody::CustodyAssumed { person_id, .. } => Some(person_id),
+        }
+    }
+}
+
+/// The rule that produced a decision, as named in ICD section 4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rule {
+    R1_1,
+    R1_2,
+    R1_3,
+    R1_4,
+    R1_5,
+    R1_6,
+    R1_7,
+    R1_8,
+    R1_9,
+    R1_10,
+    R1_11,
+    R2_1,
+    R2_2,
+    R3_1,
+    R3_2,
+    R3_3,
+    R3_4,
+    R3_5,
+    R3_6,
+    R3_7,
+    R4,
+}
+
+impl Rule {
+    /// Every rule, in ICD order.
+    pub const ALL: [Rule; 21] = [
+        Rule::R1_1,
+        Rule::R1_2,
+        Rule::R1_3,
+        Rule::R1_4,
+        Rule::R1_5,
+        Rule::R1_6,
+        Rule::R1_7,
+        Rule::R1_8,
+        Rule::R1_9,
+        Rule::R1_10,
+        Rule::R1_11,
+        Rule::R2_1,
+        Rule::R2_2,
+        Rule::R3_1,
+        Rule::R3_2,
+        Rule::R3_3,
+        Rule::R3_4,
+        Rule::R3_5,
+        Rule::R3_6,
+        Rule::R3_7,
+        Rule::R4,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::R1_1 => "R1.1",
+            Rule::R1_2 => "R1.2",
+            Rule::R1_3 => "R1.3",
+            Rule::R1_4 => "R1.4",
+            Rule::R1_5 => "R1.5",
+            Rule::R1_6 => "R1.6",
+            Rule::R1_7 => "R1.7",
+            Rule::R1_8 => "R1.8",
+            Rule::R1_9 => "R1.9",
+            Rule::R1_10 => "R1.10",
+            Rule::R1_11 => "R1.11",
+            Rule::R2_1 => "R2.1",
+            Rule::R2_2 => "R2.2",
+            Rule::R3_1 => "R3.1",
+            Rule::R3_2 => "R3.2",
+            Rule::R3_3 => "R3.3",
+            Rule::R3_4 => "R3.4",
+            Rule::R3_5 => "R3.5",
+            Rule::R3_6 => "R3.6",
+            Rule::R3_7 => "R3.7",
+            Rule::R4 => "R4",
+        }
+    }
+}
+
+/// The legal basis stated on a transfer, release or placement (ICD section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Basis {
+    SentenceComplete,
+    LocalClaim,
+    Detainer,
+    JudicialWrit,
+    ReturnAgreement,
+    FirstRefusalAccepted,
+    FirstRefusalDeclined,
+    FirstRefusalLapsed,
+    DetainerHold,
+    HoldExpired,
+    DetainerDeclined,
+    DetainerWithdrawn,
+    PriorityDetention,
+    Capacity,
+}
+
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::SentenceComplete => "sentence_complete",
+            Basis::LocalClaim => "local_claim",
+            Basis::Detainer => "detainer",
+            Basis::JudicialWrit => "judicial_writ",
+            Basis::ReturnAgreement => "return_agreement",
+            Basis::FirstRefusalAccepted => "first_refusal_accepted",
+            Basis::FirstRefusalDeclined => "first_refusal_declined",
+            Basis::FirstRefusalLapsed => "first_refusal_lapsed",
+            Basis::DetainerHold => "detainer_hold",
+            Basis::HoldExpired => "hold_expired",
+            Basis::DetainerDeclined => "detainer_declined",
+            Basis::DetainerWithdrawn => "detainer_withdrawn",
+            Basis::PriorityDetention => "priority_detention",
+            Basis::Capacity => "capacity",
+        }
+    }
+}
+
+/// A condition attached to a transfer (ICD section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Condition {
+    IceDetainerForwarded,
+    ReturnToIceBeforeRelease,
+    ReturnToIceAfterProceedings,
+}
+
+impl Condition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::IceDetainerForwarded => "ice_detainer_forwarded",
+            Condition::ReturnToIceBeforeRelease => "return_to_ice_before_release",
+            Condition::ReturnToIceAfterProceedings => "return_to_ice_after_proceedings",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    Detain,
+    Atd,
+}
+
+/// How a person placed in Alternatives to Detention is supervised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Monitoring {
+    AnkleMonitor,
+    Telephonic,
+    OfficeCheckin,
+}
+
+impl Monitoring {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Monitoring::AnkleMonitor => "ankle_monitor",
+            Monitoring::Telephonic => "telephonic",
+            Monitoring::OfficeCheckin => "office_checkin",
+        }
+    }
+}
+
+/// A decision of the engine: who takes custody, when, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Deterministic id (see `ids`): a pure function of the cause and position.
+    pub id: String,
+    /// The clock time at which it was decided; a timer's deadline for timer decisions.
+    pub time: Time,
+    pub person_id: String,
+    pub rule: Rule,
+    /// The `id` of the causing event, or `timer:<kind>:<ref>`.
+    pub caused_by: String,
+    pub body: DecisionBody,
+}
+
+/// The type-specific part of a decision (ICD section 3).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecisionBody {
+    Offer {
+        offer_id: String,
+        jurisdiction_id: String,
+        jurisdiction_honors_detainers: bool,
+        respond_by: Time,
+        detainer_id: String,
+    },
+    Transfer {
+        from: Custodian,
+        to: Custodian,
+        basis: Basis,
+        conditions: Vec<Condition>,
+        effective_at: Time,
+        detainer_id: Option<String>,
+        claim_id: Option<String>,
+        writ_id: Option<String>,
+        offer_id: Option<String>,
+    },
+    Hold {
+        jurisdiction_id: String,
+        detainer_id: String,
+        hold_from: Time,
+        hold_until: Time,
+    },
+    Release {
+        from: Custodian,
+        basis: Basis,
+        effective_at: Time,
+        detainer_id: Option<String>,
+    },
+    Placement {
+        placement: Placement,
+        monitoring: Option<Monitoring>,
+        basis: Basis,
+    },
+}
+
+impl DecisionBody {
+    /// The CloudEvents `type` of the decision.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            DecisionBody::Offer { .. } => "handoff.offer",
+            DecisionBody::Transfer { .. } => "handoff.transfer",
+            DecisionBody::Hold { .. } => "handoff.hold",
+            DecisionBody::Release { .. } => "handoff.release",
+            DecisionBody::Placement { .. } => "handoff.placement",
+        }
+    }
+}
+
+impl Decision {
+    /// The routing key on `handoff.decisions` (ICD section 3).
+    pub fn routing_key(&self) -> String {
+        match &self.body {
+            DecisionBody::Offer { .. } => "offer.ice".to_owned(),
+            DecisionBody::Transfer { to, .. } => match to {
+                Custodian::Local(j) => format!("transfer.local.{j}"),
+                other => format!("transfer.{}", other.kind()),
+            },
+            DecisionBody::Hold {
+                jurisdiction_id, ..
+            } => format!("hold.{jurisdiction_id}"),
+            DecisionBody::Release { from, .. } => format!("release.{}.{}", from.kind(), from.id()),
+            DecisionBody::Placement { .. } => "placement.ice".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,855 @@
+//! One test per rule of ICD section 4, named after it, plus the time, order and
+//! duplicate rules of section 5. Each test is a log and the decisions it must give.
+//!
+//! The cast: person ids are invented; `tx-travis-county` (J) is the usual claimant,
+//! `tx-hays-county` (K) a second jurisdiction, `fci-bastrop` the federal prison.
+
+mod support;
+
+use support::*;
+
+const J: &str = "tx-travis-county";
+const K: &str = "tx-hays-county";
+const FCI: &str = "fci-bastrop";
+/// The release date used by most federal cases.
+const REL: &str = "2017-02-01T12:00:00Z";
+
+// ---------------------------------------------------------------------------------
+// R1: a federal release.
+
+#[test]
+fn r1_1_writ_decides_a_federal_release() {
+    let log = Log::new()
+        .at("2017-01-28T08:00:00Z", policy(J, true, false))
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-1", "P-1001", bop(FCI), "convicted"),
+        )
+        .at("2017-01-28T10:00:00Z", claim("C-1", "P-1001", J))
+        .at("2017-01-28T11:00:00Z", writ("W-1", "P-1001", K))
+        .at("2017-01-29T09:00:00Z", bop_release("P-1001", FCI, REL));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.1 transfer P-1001 by=e5 from=bop:fci-bastrop to=local:tx-hays-county \
+         basis=judicial_writ conditions=ice_detainer_forwarded effective_at=2017-02-01T12:00:00Z \
+         detainer_id=D-1 writ_id=W-1",
+    );
+}
+
+#[test]
+fn r1_1_writ_of_the_claimant_satisfies_its_claim_and_earliest_writ_wins() {
+    let log = Log::new()
+        .at("2017-01-28T10:00:00Z", claim("C-1", "P-1011", J))
+        .at("2017-01-28T11:00:00Z", writ("W-1", "P-1011", J))
+        .at("2017-01-28T12:00:00Z", writ("W-2", "P-1011", K))
+        .at("2017-01-29T09:00:00Z", bop_release("P-1011", FCI, REL));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.1 transfer P-1011 by=e4 from=bop:fci-bastrop to=local:tx-travis-county \
+         basis=judicial_writ conditions= effective_at=2017-02-01T12:00:00Z claim_id=C-1 writ_id=W-1",
+    );
+}
+
+#[test]
+fn r1_2_detainer_alone_goes_to_ice() {
+    let log = Log::new()
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-2", "P-1002", bop(FCI), "charged"),
+        )
+        .at("2017-01-29T09:00:00Z", bop_release("P-1002", FCI, REL));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.2 transfer P-1002 by=e2 from=bop:fci-bastrop to=ice:ice \
+         basis=detainer conditions= effective_at=2017-02-01T12:00:00Z detainer_id=D-2",
+    );
+}
+
+#[test]
+fn r1_3_claim_alone_goes_to_the_claimant() {
+    let log = Log::new()
+        .at("2017-01-28T09:00:00Z", claim("C-3", "P-1003", J))
+        .at("2017-01-28T10:00:00Z", claim("C-4", "P-1003", K))
+        .at("2017-01-29T09:00:00Z", bop_release("P-1003", FCI, REL));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.3 transfer P-1003 by=e3 from=bop:fci-bastrop to=local:tx-travis-county \
+         basis=local_claim conditions= effective_at=2017-02-01T12:00:00Z claim_id=C-3",
+    );
+}
+
+#[test]
+fn r1_4_no_one_wants_the_person_so_the_sentence_is_complete() {
+    let log = Log::new().at("2017-01-29T09:00:00Z", bop_release("P-1004", FCI, REL));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.4 release P-1004 by=e1 from=bop:fci-bastrop \
+         basis=sentence_complete effective_at=2017-02-01T12:00:00Z",
+    );
+}
+
+#[test]
+fn r1_5_claimant_with_return_agreement_gets_the_person_without_an_offer() {
+    let log = Log::new()
+        .at("2017-01-28T08:00:00Z", policy(J, false, true))
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-5", "P-1005", bop(FCI), "convicted"),
+        )
+        .at("2017-01-28T10:00:00Z", claim("C-5", "P-1005", J))
+        .at("2017-01-29T09:00:00Z", bop_release("P-1005", FCI, REL));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.5 transfer P-1005 by=e4 from=bop:fci-bastrop to=local:tx-travis-county \
+         basis=return_agreement conditions=ice_detainer_forwarded,return_to_ice_before_release \
+         effective_at=2017-02-01T12:00:00Z detainer_id=D-5 claim_id=C-5",
+    );
+}
+
+/// The common start of the first-refusal cases: J honors detainers but has no return
+/// agreement; the offer is decided by event e4.
+fn offered(person: &str) -> Log {
+    Log::new()
+        .at("2017-01-28T08:00:00Z", policy(J, true, false))
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-6", person, bop(FCI), "convicted"),
+        )
+        .at("2017-01-28T10:00:00Z", claim("C-6", person, J))
+        .at("2017-01-29T09:00:00Z", bop_release(person, FCI, REL))
+}
+
+const OFFER: &str = "#0 2017-01-29T09:00:00Z R1.6 offer P-1006 by=e4 offer_id=#0 \
+    jurisdiction_id=tx-travis-county jurisdiction_honors_detainers=true \
+    respond_by=2017-02-01T12:00:00Z detainer_id=D-6";
+
+#[test]
+fn r1_6_claimant_without_agreement_means_ice_gets_the_first_refusal() {
+    check(offered("P-1006"), None, OFFER);
+}
+
+#[test]
+fn r1_6_respond_by_is_the_clock_when_release_at_has_passed() {
+    let log = Log::new()
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-6", "P-1016", bop(FCI), "none"),
+        )
+        .at("2017-01-28T10:00:00Z", claim("C-6", "P-1016", J))
+        .at("2017-02-02T09:00:00Z", bop_release("P-1016", FCI, REL));
+    // The offer lapses at once: ICE cannot answer before a deadline that is now.
+    check(
+        log,
+        None,
+        "#0 2017-02-02T09:00:00Z R1.6 offer P-1016 by=e3 offer_id=#0 jurisdiction_id=tx-travis-county \
+         jurisdiction_honors_detainers=false respond_by=2017-02-02T09:00:00Z detainer_id=D-6
+         #1 2017-02-02T09:00:00Z R1.9 transfer P-1016 by=timer:first_refusal:#0 from=bop:fci-bastrop \
+         to=local:tx-travis-county basis=first_refusal_lapsed conditions=ice_detainer_forwarded \
+         effective_at=2017-02-01T12:00:00Z detainer_id=D-6 claim_id=C-6 offer_id=#0",
+    );
+}
+
+#[test]
+fn r1_7_ice_accepts_the_offer() {
+    let log = offered("P-1006").at(
+        "2017-01-30T09:00:00Z",
+        response(&offer_id_of("e4"), "P-1006", "accept"),
+    );
+    check(
+        log,
+        Some("2017-02-10T00:00:00Z"),
+        &format!(
+            "{OFFER}
+             #1 2017-01-30T09:00:00Z R1.7 transfer P-1006 by=e5 from=bop:fci-bastrop to=ice:ice \
+             basis=first_refusal_accepted conditions= effective_at=2017-02-01T12:00:00Z \
+             detainer_id=D-6 offer_id=#0"
+        ),
+    );
+}
+
+#[test]
+fn r1_8_ice_declines_the_offer() {
+    let log = offered("P-1006").at(
+        "2017-01-30T09:00:00Z",
+        response(&offer_id_of("e4"), "P-1006", "decline"),
+    );
+    check(
+        log,
+        Some("2017-02-10T00:00:00Z"),
+        &format!(
+            "{OFFER}
+             #1 2017-01-30T09:00:00Z R1.8 transfer P-1006 by=e5 from=bop:fci-bastrop \
+             to=local:tx-travis-county basis=first_refusal_declined conditions=ice_detainer_forwarded \
+             effective_at=2017-02-01T12:00:00Z detainer_id=D-6 claim_id=C-6 offer_id=#0"
+        ),
+    );
+}
+
+#[test]
+fn r1_9_offer_lapses_and_a_late_answer_is_rejected() {
+    // The answer comes exactly at respond_by: the deadline fires first (ICD section 5),
+    // so the answer is late.
+    let log = offered("P-1006").at(REL, response(&offer_id_of("e4"), "P-1006", "accept"));
+    check(
+        log,
+        None,
+        &format!(
+            "{OFFER}
+             #1 2017-02-01T12:00:00Z R1.9 transfer P-1006 by=timer:first_refusal:#0 from=bop:fci-bastrop \
+             to=local:tx-travis-county basis=first_refusal_lapsed conditions=ice_detainer_forwarded \
+             effective_at=2017-02-01T12:00:00Z detainer_id=D-6 claim_id=C-6 offer_id=#0
+             ! line 5: rejected: late_response"
+        ),
+    );
+}
+
+#[test]
+fn r1_9_offer_lapses_at_the_end_of_a_replay_with_until() {
+    check(
+        offered("P-1006"),
+        Some("2017-02-01T12:00:00Z"),
+        &format!(
+            "{OFFER}
+             #1 2017-02-01T12:00:00Z R1.9 transfer P-1006 by=timer:first_refusal:#0 from=bop:fci-bastrop \
+             to=local:tx-travis-county basis=first_refusal_lapsed conditions=ice_detainer_forwarded \
+             effective_at=2017-02-01T12:00:00Z detainer_id=D-6 claim_id=C-6 offer_id=#0"
+        ),
+    );
+}
+
+#[test]
+fn r1_10_a_writ_voids_the_open_offer() {
+    let log = offered("P-1006")
+        .at("2017-01-30T09:00:00Z", writ("W-10", "P-1006", K))
+        .at(
+            "2017-01-30T10:00:00Z",
+            response(&offer_id_of("e4"), "P-1006", "accept"),
+        );
+    check(
+        log,
+        Some("2017-02-10T00:00:00Z"),
+        &format!(
+            "{OFFER}
+             #1 2017-01-30T09:00:00Z R1.10 transfer P-1006 by=e5 from=bop:fci-bastrop \
+             to=local:tx-hays-county basis=judicial_writ conditions=ice_detainer_forwarded \
+             effective_at=2017-02-01T12:00:00Z detainer_id=D-6 writ_id=W-10 offer_id=#0
+             ! line 6: rejected: unknown_offer"
+        ),
+    );
+}
+
+#[test]
+fn r1_11_withdrawing_the_detainer_voids_the_offer() {
+    let log = offered("P-1006").at("2017-01-30T09:00:00Z", withdrawn("D-6", "P-1006"));
+    check(
+        log,
+        Some("2017-02-10T00:00:00Z"),
+        &format!(
+            "{OFFER}
+             #1 2017-01-30T09:00:00Z R1.11 transfer P-1006 by=e5 from=bop:fci-bastrop \
+             to=local:tx-travis-county basis=local_claim conditions= \
+             effective_at=2017-02-01T12:00:00Z claim_id=C-6 offer_id=#0"
+        ),
+    );
+}
+
+#[test]
+fn r1_answer_to_an_offer_never_made_is_unknown() {
+    let log = offered("P-1006").at(
+        "2017-01-30T09:00:00Z",
+        response("not-an-offer", "P-1006", "accept"),
+    );
+    check(
+        log,
+        None,
+        &format!("{OFFER}\n! line 5: rejected: unknown_offer"),
+    );
+}
+
+#[test]
+fn r1_second_release_schedule_while_offer_is_open_changes_nothing() {
+    let log = offered("P-1006").at(
+        "2017-01-30T09:00:00Z",
+        bop_release("P-1006", FCI, "2017-02-05T12:00:00Z"),
+    );
+    check(
+        log,
+        None,
+        &format!("{OFFER}\n! line 5: no_effect: a first-refusal offer is already open"),
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// R2: leaving ICE custody for a local jurisdiction.
+
+#[test]
+fn r2_1_writ_takes_the_person_from_ice_when_ice_custody_begins() {
+    let log = Log::new()
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-21", "P-2001", bop(FCI), "charged"),
+        )
+        .at("2017-01-29T09:00:00Z", bop_release("P-2001", FCI, REL))
+        .at("2017-01-30T09:00:00Z", writ("W-21", "P-2001", J));
+    // ICE's custody begins at release_at, so the writ takes effect then, not earlier.
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.2 transfer P-2001 by=e2 from=bop:fci-bastrop to=ice:ice \
+         basis=detainer conditions= effective_at=2017-02-01T12:00:00Z detainer_id=D-21
+         #1 2017-01-30T09:00:00Z R2.1 transfer P-2001 by=e3 from=ice:ice to=local:tx-travis-county \
+         basis=judicial_writ conditions=return_to_ice_after_proceedings \
+         effective_at=2017-02-01T12:00:00Z writ_id=W-21",
+    );
+}
+
+#[test]
+fn r2_2_claimant_gains_a_return_agreement() {
+    let log = offered("P-1006")
+        .at(
+            "2017-01-30T09:00:00Z",
+            response(&offer_id_of("e4"), "P-1006", "accept"),
+        )
+        .at("2017-02-02T09:00:00Z", policy(J, true, true));
+    check(
+        log,
+        None,
+        &format!(
+            "{OFFER}
+             #1 2017-01-30T09:00:00Z R1.7 transfer P-1006 by=e5 from=bop:fci-bastrop to=ice:ice \
+             basis=first_refusal_accepted conditions= effective_at=2017-02-01T12:00:00Z \
+             detainer_id=D-6 offer_id=#0
+             #2 2017-02-02T09:00:00Z R2.2 transfer P-1006 by=e6 from=ice:ice to=local:tx-travis-county \
+             basis=return_agreement conditions=return_to_ice_before_release \
+             effective_at=2017-02-02T09:00:00Z claim_id=C-6"
+        ),
+    );
+}
+
+#[test]
+fn r2_2_claim_lodged_by_a_jurisdiction_that_already_has_an_agreement() {
+    let log = Log::new()
+        .at("2017-01-28T08:00:00Z", policy(J, false, true))
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-22", "P-2002", bop(FCI), "none"),
+        )
+        .at("2017-01-29T09:00:00Z", bop_release("P-2002", FCI, REL))
+        .at("2017-02-03T09:00:00Z", claim("C-22", "P-2002", J));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.2 transfer P-2002 by=e3 from=bop:fci-bastrop to=ice:ice \
+         basis=detainer conditions= effective_at=2017-02-01T12:00:00Z detainer_id=D-22
+         #1 2017-02-03T09:00:00Z R2.2 transfer P-2002 by=e4 from=ice:ice to=local:tx-travis-county \
+         basis=return_agreement conditions=return_to_ice_before_release \
+         effective_at=2017-02-03T09:00:00Z claim_id=C-22",
+    );
+}
+
+#[test]
+fn r2_2_only_the_claimant_counts() {
+    // K gains an agreement, but J's claim came first: J is the claimant, so nothing moves.
+    let log = Log::new()
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-23", "P-2003", bop(FCI), "none"),
+        )
+        .at("2017-01-29T09:00:00Z", bop_release("P-2003", FCI, REL))
+        .at("2017-02-03T09:00:00Z", claim("C-23", "P-2003", J))
+        .at("2017-02-03T10:00:00Z", claim("C-24", "P-2003", K))
+        .at("2017-02-04T09:00:00Z", policy(K, true, true));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.2 transfer P-2003 by=e2 from=bop:fci-bastrop to=ice:ice \
+         basis=detainer conditions= effective_at=2017-02-01T12:00:00Z detainer_id=D-23",
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// R3: a local release.
+
+const LREL: &str = "2017-02-01T18:00:00Z";
+
+#[test]
+fn r3_1_no_detainer_means_release() {
+    let log = Log::new().at("2017-01-31T09:00:00Z", local_release("P-3001", J, LREL));
+    check(
+        log,
+        None,
+        "#0 2017-01-31T09:00:00Z R3.1 release P-3001 by=e1 from=local:tx-travis-county \
+         basis=sentence_complete effective_at=2017-02-01T18:00:00Z",
+    );
+}
+
+#[test]
+fn r3_2_jurisdiction_that_does_not_honor_detainers_releases() {
+    let log = Log::new()
+        .at("2017-01-28T08:00:00Z", policy(J, false, false))
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-32", "P-3002", local(J), "convicted"),
+        )
+        .at("2017-01-31T09:00:00Z", local_release("P-3002", J, LREL));
+    check(
+        log,
+        None,
+        "#0 2017-01-31T09:00:00Z R3.2 release P-3002 by=e3 from=local:tx-travis-county \
+         basis=detainer_declined effective_at=2017-02-01T18:00:00Z detainer_id=D-32",
+    );
+}
+
+#[test]
+fn r3_2_jurisdiction_never_heard_of_does_not_honor_detainers() {
+    let log = Log::new()
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-32", "P-3012", local(K), "charged"),
+        )
+        .at("2017-01-31T09:00:00Z", local_release("P-3012", K, LREL));
+    check(
+        log,
+        None,
+        "#0 2017-01-31T09:00:00Z R3.2 release P-3012 by=e2 from=local:tx-hays-county \
+         basis=detainer_declined effective_at=2017-02-01T18:00:00Z detainer_id=D-32",
+    );
+}
+
+#[test]
+fn r3_2_detainer_declined_by_an_honoring_jurisdiction() {
+    let log = Log::new()
+        .at("2017-01-28T08:00:00Z", policy(J, true, false))
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-33", "P-3003", local(J), "charged"),
+        )
+        .at("2017-01-29T09:00:00Z", declined("D-33", "P-3003", J))
+        .at("2017-01-31T09:00:00Z", local_release("P-3003", J, LREL));
+    check(
+        log,
+        None,
+        "#0 2017-01-31T09:00:00Z R3.2 release P-3003 by=e4 from=local:tx-travis-county \
+         basis=detainer_declined effective_at=2017-02-01T18:00:00Z detainer_id=D-33",
+    );
+}
+
+/// The common start of the hold cases: J honors detainers; e3 decides the hold.
+fn held(person: &str, status: &str) -> Log {
+    Log::new()
+        .at("2017-01-28T08:00:00Z", policy(J, true, false))
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-34", person, local(J), status),
+        )
+        .at("2017-01-31T09:00:00Z", local_release(person, J, LREL))
+}
+
+fn hold_line(person: &str) -> String {
+    format!(
+        "#0 2017-01-31T09:00:00Z R3.3 hold {person} by=e3 jurisdiction_id=tx-travis-county \
+         detainer_id=D-34 hold_from=2017-02-01T18:00:00Z hold_until=2017-02-03T18:00:00Z"
+    )
+}
+
+#[test]
+fn r3_3_honoring_jurisdiction_holds_for_48_hours() {
+    check(held("P-3004", "charged"), None, &hold_line("P-3004"));
+}
+
+#[test]
+fn r3_3_second_release_notice_during_a_hold_changes_nothing() {
+    let log = held("P-3004", "charged").at(
+        "2017-02-01T19:00:00Z",
+        local_release("P-3004", J, "2017-02-02T18:00:00Z"),
+    );
+    check(
+        log,
+        None,
+        &format!(
+            "{}\n! line 4: no_effect: a hold is already in progress",
+            hold_line("P-3004")
+        ),
+    );
+}
+
+#[test]
+fn r3_4_ice_assumes_custody_during_the_hold() {
+    let log = held("P-3004", "charged").at("2017-02-02T08:00:00Z", assumed("P-3004", local(J)));
+    check(
+        log,
+        Some("2017-02-10T00:00:00Z"),
+        &format!(
+            "{}
+             #1 2017-02-02T08:00:00Z R3.4 transfer P-3004 by=e4 from=local:tx-travis-county to=ice:ice \
+             basis=detainer_hold conditions= effective_at=2017-02-02T08:00:00Z detainer_id=D-34
+             #2 2017-02-02T08:00:00Z R4 placement P-3004 by=e4 placement=detain basis=detainer",
+            hold_line("P-3004")
+        ),
+    );
+}
+
+#[test]
+fn r3_5_hold_lapses_on_the_brokers_timer_exactly_at_hold_until() {
+    check(
+        held("P-3004", "charged"),
+        Some("2017-02-10T00:00:00Z"),
+        &format!(
+            "{}
+             #1 2017-02-03T18:00:00Z R3.5 release P-3004 by=timer:hold:#0 from=local:tx-travis-county \
+             basis=hold_expired effective_at=2017-02-03T18:00:00Z detainer_id=D-34",
+            hold_line("P-3004")
+        ),
+    );
+}
+
+#[test]
+fn r3_5_hold_expired_event_releases_at_the_clock() {
+    let log =
+        held("P-3004", "charged").at("2017-02-02T20:00:00Z", hold_expired("P-3004", "D-34", J));
+    check(
+        log,
+        Some("2017-02-10T00:00:00Z"),
+        &format!(
+            "{}
+             #1 2017-02-02T20:00:00Z R3.5 release P-3004 by=e4 from=local:tx-travis-county \
+             basis=hold_expired effective_at=2017-02-02T20:00:00Z detainer_id=D-34",
+            hold_line("P-3004")
+        ),
+    );
+}
+
+#[test]
+fn r3_5_late_hold_expired_event_finds_the_hold_already_released() {
+    // The jail reports the lapse an hour late; the timer has released the person at
+    // hold_until already, never later.
+    let log =
+        held("P-3004", "charged").at("2017-02-03T19:00:00Z", hold_expired("P-3004", "D-34", J));
+    check(
+        log,
+        None,
+        &format!(
+            "{}
+             #1 2017-02-03T18:00:00Z R3.5 release P-3004 by=timer:hold:#0 from=local:tx-travis-county \
+             basis=hold_expired effective_at=2017-02-03T18:00:00Z detainer_id=D-34
+             ! line 4: no_effect: no hold in progress at this jurisdiction",
+            hold_line("P-3004")
+        ),
+    );
+}
+
+#[test]
+fn r3_5_release_reported_after_48_hours_is_released_at_hold_until() {
+    // The release notice itself comes three days late: the hold is decided and lapses
+    // at once, with hold_until as its time and effective_at.
+    let log = Log::new()
+        .at("2017-01-28T08:00:00Z", policy(J, true, false))
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-35", "P-3005", local(J), "none"),
+        )
+        .at("2017-02-04T20:00:00Z", local_release("P-3005", J, LREL));
+    check(
+        log,
+        None,
+        "#0 2017-02-04T20:00:00Z R3.3 hold P-3005 by=e3 jurisdiction_id=tx-travis-county \
+         detainer_id=D-35 hold_from=2017-02-01T18:00:00Z hold_until=2017-02-03T18:00:00Z
+         #1 2017-02-03T18:00:00Z R3.5 release P-3005 by=timer:hold:#0 from=local:tx-travis-county \
+         basis=hold_expired effective_at=2017-02-03T18:00:00Z detainer_id=D-35",
+    );
+}
+
+#[test]
+fn r3_6_detainer_withdrawn_during_the_hold() {
+    // Withdrawn before the hold even begins: released at hold_from, the normal time.
+    let log = held("P-3004", "charged").at("2017-02-01T08:00:00Z", withdrawn("D-34", "P-3004"));
+    check(
+        log,
+        Some("2017-02-10T00:00:00Z"),
+        &format!(
+            "{}
+             #1 2017-02-01T08:00:00Z R3.6 release P-3004 by=e4 from=local:tx-travis-county \
+             basis=detainer_withdrawn effective_at=2017-02-01T18:00:00Z detainer_id=D-34",
+            hold_line("P-3004")
+        ),
+    );
+}
+
+#[test]
+fn r3_7_jurisdiction_declines_the_detainer_during_the_hold() {
+    let log = held("P-3004", "charged").at("2017-02-02T09:00:00Z", declined("D-34", "P-3004", J));
+    check(
+        log,
+        Some("2017-02-10T00:00:00Z"),
+        &format!(
+            "{}
+             #1 2017-02-02T09:00:00Z R3.7 release P-3004 by=e4 from=local:tx-travis-county \
+             basis=detainer_declined effective_at=2017-02-02T09:00:00Z detainer_id=D-34",
+            hold_line("P-3004")
+        ),
+    );
+}
+
+#[test]
+fn r3_hold_goes_on_under_a_second_detainer_without_being_extended() {
+    let log = held("P-3004", "charged")
+        .at(
+            "2017-02-01T10:00:00Z",
+            detainer("D-35", "P-3004", local(J), "charged"),
+        )
+        .at("2017-02-02T09:00:00Z", withdrawn("D-34", "P-3004"));
+    check(
+        log,
+        Some("2017-02-10T00:00:00Z"),
+        &format!(
+            "{}
+             #1 2017-02-03T18:00:00Z R3.5 release P-3004 by=timer:hold:#0 from=local:tx-travis-county \
+             basis=hold_expired effective_at=2017-02-03T18:00:00Z detainer_id=D-35",
+            hold_line("P-3004")
+        ),
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// R4: ICE placement.
+
+#[test]
+fn r4_detain_while_beds_last_then_atd_except_for_the_convicted() {
+    let log = Log::new()
+        .at("2017-01-28T08:00:00Z", capacity(10, 9))
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-41", "P-4001", local(J), "charged"),
+        )
+        .at(
+            "2017-01-28T09:01:00Z",
+            detainer("D-42", "P-4002", local(J), "charged"),
+        )
+        .at(
+            "2017-01-28T09:02:00Z",
+            detainer("D-43", "P-4003", local(J), "none"),
+        )
+        .at(
+            "2017-01-28T09:03:00Z",
+            detainer("D-44", "P-4004", local(J), "convicted"),
+        )
+        .at("2017-01-29T09:00:00Z", assumed("P-4001", local(J)))
+        .at("2017-01-29T09:01:00Z", assumed("P-4002", local(J)))
+        .at("2017-01-29T09:02:00Z", assumed("P-4003", local(J)))
+        .at("2017-01-29T09:03:00Z", assumed("P-4004", local(J)))
+        .at("2017-01-30T09:00:00Z", capacity(20, 5))
+        .at("2017-01-30T09:01:00Z", assumed("P-4005", local(K)));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R4 placement P-4001 by=e6 placement=detain basis=detainer
+         #1 2017-01-29T09:01:00Z R4 placement P-4002 by=e7 placement=atd monitoring=ankle_monitor basis=capacity
+         #2 2017-01-29T09:02:00Z R4 placement P-4003 by=e8 placement=atd monitoring=telephonic basis=capacity
+         #3 2017-01-29T09:03:00Z R4 placement P-4004 by=e9 placement=detain basis=priority_detention
+         #4 2017-01-30T09:01:00Z R4 placement P-4005 by=e11 placement=detain basis=detainer",
+    );
+}
+
+#[test]
+fn r4_no_capacity_known_means_detain() {
+    let log = Log::new()
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-45", "P-4006", local(J), "convicted"),
+        )
+        .at("2017-01-29T09:00:00Z", assumed("P-4006", local(J)));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R4 placement P-4006 by=e2 placement=detain basis=priority_detention",
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// R5: housekeeping and events that mean nothing.
+
+#[test]
+fn r5_housekeeping_events_decide_nothing() {
+    let log = Log::new()
+        .at("2017-01-28T08:00:00Z", policy(J, true, false))
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-51", "P-5001", bop(FCI), "none"),
+        )
+        .at("2017-01-28T10:00:00Z", claim("C-51", "P-5001", J))
+        .at("2017-01-28T11:00:00Z", capacity(100, 50))
+        .at("2017-01-28T12:00:00Z", declined("D-51", "P-5001", J));
+    check(log, None, "");
+}
+
+#[test]
+fn r5_events_for_people_in_the_wrong_state_are_no_effect() {
+    let log = Log::new()
+        .at("2017-01-29T09:00:00Z", bop_release("P-5002", FCI, REL))
+        .at("2017-02-02T09:00:00Z", bop_release("P-5002", FCI, REL))
+        .at("2017-02-02T10:00:00Z", hold_expired("P-5002", "D-1", J))
+        .at("2017-02-02T11:00:00Z", withdrawn("D-9", "P-5002"))
+        .at("2017-02-02T12:00:00Z", local_release("P-5002", J, REL))
+        .at("2017-02-02T13:00:00Z", writ("W-5", "P-5002", J));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.4 release P-5002 by=e1 from=bop:fci-bastrop \
+         basis=sentence_complete effective_at=2017-02-01T12:00:00Z
+         ! line 2: no_effect: person is not held by BOP
+         ! line 3: no_effect: no hold in progress at this jurisdiction
+         ! line 4: no_effect: no such active detainer
+         ! line 5: no_effect: person is not held by this jurisdiction
+         ! line 6: no_effect: person has been released",
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Section 5: time, order, duplicates.
+
+#[test]
+fn duplicates_decide_nothing_and_change_nothing() {
+    let log = Log::new()
+        .at_with_id(
+            "x-1",
+            "2017-01-28T09:00:00Z",
+            detainer("D-61", "P-6001", bop(FCI), "none"),
+        )
+        .at_with_id("x-1", "2017-01-28T09:30:00Z", withdrawn("D-61", "P-6001"))
+        .at_with_id(
+            "x-2",
+            "2017-01-29T09:00:00Z",
+            bop_release("P-6001", FCI, REL),
+        )
+        .at_with_id(
+            "x-2",
+            "2017-01-29T09:00:00Z",
+            bop_release("P-6001", FCI, REL),
+        );
+    // `x-1` from the county is not a duplicate of `x-1` from ICE: source + id is the key.
+    let log = log.at_with_id("x-1", "2017-01-29T10:00:00Z", claim("C-61", "P-6001", J));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.2 transfer P-6001 by=x-2 from=bop:fci-bastrop to=ice:ice \
+         basis=detainer conditions= effective_at=2017-02-01T12:00:00Z detainer_id=D-61
+         ! line 2: duplicate: source + id seen before; ignored
+         ! line 4: duplicate: source + id seen before; ignored",
+    );
+}
+
+#[test]
+fn clock_never_moves_backwards() {
+    let log = Log::new()
+        .at("2017-02-01T10:00:00Z", capacity(100, 1))
+        .at("2017-01-30T09:00:00Z", bop_release("P-6002", FCI, REL));
+    check(
+        log,
+        None,
+        "#0 2017-02-01T10:00:00Z R1.4 release P-6002 by=e2 from=bop:fci-bastrop \
+         basis=sentence_complete effective_at=2017-02-01T12:00:00Z",
+    );
+}
+
+#[test]
+fn handoffreceived_is_the_clock_when_present() {
+    let line = envelope(
+        "e1",
+        "2017-01-29T09:00:00Z",
+        bop_release("P-6003", FCI, REL),
+    )
+    .replacen(
+        '{',
+        r#"{"handoffreceived":"2017-01-29T11:30:00.25+02:00","#,
+        1,
+    );
+    let log = Log::new().raw(&line);
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:30:00.250Z R1.4 release P-6003 by=e1 from=bop:fci-bastrop \
+         basis=sentence_complete effective_at=2017-02-01T12:00:00Z",
+    );
+}
+
+#[test]
+fn timers_fire_in_deadline_order_across_people_ties_in_the_order_set() {
+    let log = Log::new()
+        .at("2017-01-28T08:00:00Z", policy(J, true, false))
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-71", "P-7001", local(J), "none"),
+        )
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-72", "P-7002", local(J), "none"),
+        )
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-73", "P-7003", local(J), "none"),
+        )
+        // Set in the order P-7001 (latest deadline), P-7002, P-7003 (same as P-7002).
+        .at(
+            "2017-01-29T09:00:00Z",
+            local_release("P-7001", J, "2017-01-30T12:00:00Z"),
+        )
+        .at(
+            "2017-01-29T09:01:00Z",
+            local_release("P-7002", J, "2017-01-30T06:00:00Z"),
+        )
+        .at(
+            "2017-01-29T09:02:00Z",
+            local_release("P-7003", J, "2017-01-30T06:00:00Z"),
+        )
+        // An event after every deadline fires them all, before its own rules.
+        .at("2017-02-05T00:00:00Z", bop_release("P-7004", FCI, REL));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R3.3 hold P-7001 by=e5 jurisdiction_id=tx-travis-county detainer_id=D-71 \
+         hold_from=2017-01-30T12:00:00Z hold_until=2017-02-01T12:00:00Z
+         #1 2017-01-29T09:01:00Z R3.3 hold P-7002 by=e6 jurisdiction_id=tx-travis-county detainer_id=D-72 \
+         hold_from=2017-01-30T06:00:00Z hold_until=2017-02-01T06:00:00Z
+         #2 2017-01-29T09:02:00Z R3.3 hold P-7003 by=e7 jurisdiction_id=tx-travis-county detainer_id=D-73 \
+         hold_from=2017-01-30T06:00:00Z hold_until=2017-02-01T06:00:00Z
+         #3 2017-02-01T06:00:00Z R3.5 release P-7002 by=timer:hold:#1 from=local:tx-travis-county \
+         basis=hold_expired effective_at=2017-02-01T06:00:00Z detainer_id=D-72
+         #4 2017-02-01T06:00:00Z R3.5 release P-7003 by=timer:hold:#2 from=local:tx-travis-county \
+         basis=hold_expired effective_at=2017-02-01T06:00:00Z detainer_id=D-73
+         #5 2017-02-01T12:00:00Z R3.5 release P-7001 by=timer:hold:#0 from=local:tx-travis-county \
+         basis=hold_expired effective_at=2017-02-01T12:00:00Z detainer_id=D-71
+         #6 2017-02-05T00:00:00Z R1.4 release P-7004 by=e8 from=bop:fci-bastrop \
+         basis=sentence_complete effective_at=2017-02-01T12:00:00Z",
+    );
+}
+
+#[test]
+fn bad_lines_are_reported_with_their_number_and_skipped() {
+    let log = Log::new()
+        .raw("this is not json")
+        .raw(r#"{"specversion":"1.0","id":"e2","source":"urn:x","type":"no.such.type","time":"2017-01-28T09:00:00Z","data":{}}"#)
+        .at("2017-01-29T09:00:00Z", bop_release("p-lowercase", FCI, REL))
+        .at("2017-01-29T10:00:00Z", bop_release("P-6004", FCI, REL));
+    let out = run(&log, None);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines[0].contains("R1.4 release P-6004"), "{out}");
+    assert!(
+        lines[1].starts_with("! line 1: invalid (not_json): not JSON:"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("! line 2: invalid (unknown_type): /type:"),
+        "{out}"
+    );
+    assert!(
+        lines[3].starts_with("! line 3: invalid (schema): /data/person_id:"),
+        "{out}"
+    );
+}
