@@ -3,6 +3,7 @@
 
 pub mod engine;
 pub mod envelope;
+pub mod generator;
 pub mod ids;
 pub mod model;
 pub mod replay;
