@@ -1,0 +1,121 @@
+//! The sample week in `samples/` replays to exactly its expected decisions, exercises
+//! every rule of ICD section 4, and runs clean through the real binary.
+//!
+//! To accept a deliberate change of the expected output, run the test with
+//! `UPDATE_EXPECT=1` and review the diff of `samples/week.decisions.jsonl`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+use handoff::model::Rule;
+
+fn sample(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("samples")
+        .join(name)
+}
+
+#[test]
+fn sample_week_gives_the_expected_decisions() {
+    let log = std::fs::read_to_string(sample("week.jsonl")).unwrap();
+    let (out, notes, summary) = handoff::replay::replay_str(&log, None);
+    let expected_path = sample("week.decisions.jsonl");
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::write(&expected_path, &out).unwrap();
+    }
+    let expected = std::fs::read_to_string(&expected_path).unwrap();
+    assert_eq!(out, expected, "replay of samples/week.jsonl changed");
+    // The sample is clean: one redelivered message and one late report, nothing refused.
+    assert!(!summary.failed(), "{notes:?}");
+    assert_eq!(summary.duplicates, 1);
+    assert_eq!(summary.no_effect, 1);
+}
+
+#[test]
+fn sample_week_exercises_every_rule() {
+    let out = std::fs::read_to_string(sample("week.decisions.jsonl")).unwrap();
+    let seen: BTreeSet<String> = out
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["data"]["rule"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let missing: Vec<&str> = Rule::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .filter(|r| !seen.contains(*r))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "rules not exercised by the sample: {missing:?}"
+    );
+}
+
+#[test]
+fn cli_replays_the_sample_week() {
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .arg("replay")
+        .arg(sample("week.jsonl"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = std::fs::read_to_string(sample("week.decisions.jsonl")).unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("week.jsonl:51: duplicate"), "{stderr}");
+}
+
+#[test]
+fn cli_reports_bad_lines_with_their_number_and_exits_non_zero() {
+    let dir = std::env::temp_dir().join(format!("handoff-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.jsonl");
+    let good = std::fs::read_to_string(sample("week.jsonl")).unwrap();
+    let first = good.lines().next().unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "{first}\n{{not json\n{}\n",
+            first.replace("\"1.0\"", "\"0.3\"")
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .arg("replay")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("bad.jsonl:2: invalid (not_json)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad.jsonl:3: invalid (schema): /specversion"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn cli_validate_accepts_samples_and_decisions() {
+    for file in ["week.jsonl", "week.decisions.jsonl"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .arg("validate")
+            .arg(sample(file))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
