@@ -331,7 +331,9 @@ pub struct Engine {
     clock: Option<Time>,
     /// Digests of every `source` + `id` seen (see [`event_key`]).
     seen: HashSet<u128>,
-    people: HashMap<String, Person>,
+    /// Boxed: a table of a million people has two million slots, and a slot holding a
+    /// pointer instead of a whole `Person` keeps the empty ones (and rehashing) cheap.
+    people: HashMap<String, Box<Person>>,
     policies: HashMap<String, Policy>,
     capacity: Option<Capacity>,
     timers: BTreeMap<TimerKey, Timer>,
@@ -382,6 +384,13 @@ impl Engine {
         self.people
             .get(person_id)
             .map_or(Whereabouts::Unknown, |p| p.whereabouts.clone())
+    }
+
+    /// ICE's detention capacity as the engine sees it: `(funded_beds, occupied_beds)`
+    /// from the latest `ice.capacity.updated`, occupancy counting every `detain` since
+    /// (R4). `None` until a capacity is reported.
+    pub fn capacity(&self) -> Option<(u64, u64)> {
+        self.capacity.map(|c| (c.funded, c.occupied))
     }
 
     /// The number of people the engine holds state for.
@@ -510,7 +519,9 @@ impl Engine {
     /// The person's state, created on first mention. The id is hashed once, and copied
     /// only when the person is new.
     fn person_mut(&mut self, person_id: &str) -> &mut Person {
-        self.people.entry_ref(person_id).or_insert_with(Person::new)
+        self.people
+            .entry_ref(person_id)
+            .or_insert_with(|| Box::new(Person::new()))
     }
 
     /// Applies one event's rules at clock time `now`.

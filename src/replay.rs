@@ -6,9 +6,9 @@
 
 use std::io::{self, BufRead, Write};
 
-use crate::engine::{Engine, Outcome};
+use crate::engine::{Engine, Outcome, Step};
 use crate::envelope::{self, Invalid};
-use crate::model::Time;
+use crate::model::{Decision, Event, Time};
 use crate::wire;
 
 /// What a line of the log came to, when it is worth telling the user.
@@ -64,33 +64,91 @@ impl Summary {
     }
 }
 
-/// Replays `input` into `engine`, writing each decision as a JSON line to `out` and
-/// calling `note(line_number, note)` for every line worth telling about. With `until`,
-/// the clock is finally advanced to it so that timers due by then fire.
-pub fn replay<R: BufRead, W: Write>(
+/// Reads a JSON-lines log: one item per non-blank line, with its line number (counting
+/// blank lines too), the parsed event or why the line is not one. Errors only when the
+/// input cannot be read.
+pub struct Lines<R> {
+    input: R,
+    buf: Vec<u8>,
+    number: u64,
+}
+
+impl<R: BufRead> Lines<R> {
+    pub fn new(input: R) -> Self {
+        Lines {
+            input,
+            buf: Vec::with_capacity(1024),
+            number: 0,
+        }
+    }
+
+    /// Lines read so far, blank ones included.
+    pub fn lines_read(&self) -> u64 {
+        self.number
+    }
+}
+
+impl<R: BufRead> Iterator for Lines<R> {
+    type Item = io::Result<(u64, Result<Event, Invalid>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            self.buf.clear();
+            match self.input.read_until(b'\n', &mut self.buf) {
+                Err(e) => return Some(Err(e)),
+                Ok(0) => return None,
+                Ok(_) => {}
+            }
+            self.number += 1;
+            if !self.buf.iter().all(u8::is_ascii_whitespace) {
+                return Some(Ok((self.number, envelope::parse_event_bytes(&self.buf))));
+            }
+        }
+    }
+}
+
+/// What a replay shows its observer, in log order.
+#[derive(Debug)]
+pub enum Seen<'a> {
+    /// A valid event and what the engine made of it (duplicates included: see
+    /// `step.outcome`).
+    Event {
+        line: u64,
+        event: &'a Event,
+        step: &'a Step,
+    },
+    /// A line that is not a valid event; skipped.
+    Invalid { line: u64, error: &'a Invalid },
+    /// The decisions of the timers `until` fired at the end.
+    End { decisions: &'a [Decision] },
+}
+
+/// Runs `input` through `engine`, showing `observe` every event with its step, every
+/// invalid line, and at the end the timers fired by advancing the clock to `until`. The
+/// engine is lent to the observer too, so a report can read, say, a jurisdiction's policy
+/// as it stood when a decision was made. This is the one loop every command that reads a
+/// log is built on.
+pub fn run<R: BufRead>(
     engine: &mut Engine,
-    mut input: R,
+    input: R,
     until: Option<Time>,
-    mut out: W,
-    mut note: impl FnMut(u64, Note),
+    mut observe: impl FnMut(&Engine, Seen<'_>) -> io::Result<()>,
 ) -> io::Result<Summary> {
     let mut summary = Summary::default();
-    let mut line = Vec::with_capacity(1024);
-    let mut buf = Vec::with_capacity(4096);
-    loop {
-        line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        summary.lines += 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let event = match envelope::parse_event_bytes(&line) {
+    let mut lines = Lines::new(input);
+    for item in lines.by_ref() {
+        let (line, parsed) = item?;
+        let event = match parsed {
             Ok(event) => event,
-            Err(e) => {
+            Err(error) => {
                 summary.invalid += 1;
-                note(summary.lines, Note::Invalid(e));
+                observe(
+                    engine,
+                    Seen::Invalid {
+                        line,
+                        error: &error,
+                    },
+                )?;
                 continue;
             }
         };
@@ -98,34 +156,78 @@ pub fn replay<R: BufRead, W: Write>(
         let step = engine.handle(&event);
         match step.outcome {
             Outcome::Applied => {}
-            Outcome::Duplicate => {
-                summary.duplicates += 1;
-                note(summary.lines, Note::Duplicate);
-            }
-            Outcome::NoEffect(why) => {
-                summary.no_effect += 1;
-                note(summary.lines, Note::NoEffect(why));
-            }
-            Outcome::Rejected(r) => {
-                summary.rejected += 1;
-                note(summary.lines, Note::Rejected(r.as_str()));
-            }
+            Outcome::Duplicate => summary.duplicates += 1,
+            Outcome::NoEffect(_) => summary.no_effect += 1,
+            Outcome::Rejected(_) => summary.rejected += 1,
         }
-        emit(&step.decisions, &mut buf, &mut out, &mut summary)?;
+        summary.decisions += step.decisions.len() as u64;
+        observe(
+            engine,
+            Seen::Event {
+                line,
+                event: &event,
+                step: &step,
+            },
+        )?;
     }
+    summary.lines = lines.lines_read();
     if let Some(until) = until {
         let decisions = engine.fire(until);
-        emit(&decisions, &mut buf, &mut out, &mut summary)?;
+        summary.decisions += decisions.len() as u64;
+        observe(
+            engine,
+            Seen::End {
+                decisions: &decisions,
+            },
+        )?;
     }
+    Ok(summary)
+}
+
+/// The note a step deserves, if any.
+pub fn note_for(outcome: &Outcome) -> Option<Note> {
+    match outcome {
+        Outcome::Applied => None,
+        Outcome::Duplicate => Some(Note::Duplicate),
+        Outcome::NoEffect(why) => Some(Note::NoEffect(why)),
+        Outcome::Rejected(r) => Some(Note::Rejected(r.as_str())),
+    }
+}
+
+/// Replays `input` into `engine`, writing each decision as a JSON line to `out` and
+/// calling `note(line_number, note)` for every line worth telling about. With `until`,
+/// the clock is finally advanced to it so that timers due by then fire.
+pub fn replay<R: BufRead, W: Write>(
+    engine: &mut Engine,
+    input: R,
+    until: Option<Time>,
+    mut out: W,
+    mut note: impl FnMut(u64, Note),
+) -> io::Result<Summary> {
+    let mut buf = Vec::with_capacity(4096);
+    let summary = run(engine, input, until, |_, seen| match seen {
+        Seen::Event { line, step, .. } => {
+            if let Some(n) = note_for(&step.outcome) {
+                note(line, n);
+            }
+            write_decisions(&step.decisions, &mut buf, &mut out)
+        }
+        Seen::Invalid { line, error } => {
+            note(line, Note::Invalid(error.clone()));
+            Ok(())
+        }
+        Seen::End { decisions } => write_decisions(decisions, &mut buf, &mut out),
+    })?;
     out.flush()?;
     Ok(summary)
 }
 
-fn emit<W: Write>(
-    decisions: &[crate::model::Decision],
+/// Writes decisions as JSON lines, one `write_all` for the lot (`buf` is scratch space,
+/// reused between calls).
+pub fn write_decisions<W: Write>(
+    decisions: &[Decision],
     buf: &mut Vec<u8>,
     out: &mut W,
-    summary: &mut Summary,
 ) -> io::Result<()> {
     if decisions.is_empty() {
         return Ok(());
@@ -135,7 +237,6 @@ fn emit<W: Write>(
         wire::write_decision(d, buf);
         buf.push(b'\n');
     }
-    summary.decisions += decisions.len() as u64;
     out.write_all(buf)
 }
 
