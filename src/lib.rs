@@ -8,5 +8,6 @@ pub mod generator;
 pub mod ids;
 pub mod model;
 pub mod replay;
+pub mod report;
 pub mod schemas;
 pub mod wire;
