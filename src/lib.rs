@@ -10,4 +10,5 @@ pub mod model;
 pub mod replay;
 pub mod report;
 pub mod schemas;
+pub mod whatif;
 pub mod wire;

@@ -1,0 +1,853 @@
+//! What-if replay: what a log would have decided had some jurisdictions' policies been
+//! different for a while. The overrides act on the event stream, never on the engine, which
+//! stays the single authority on the rules: real `jurisdiction.policy.updated` events inside an
+//! override's window are rewritten, and a synthetic policy event is injected at each window
+//! edge. `diff` feeds the log as is and the rewritten stream to two engines side by side, step
+//! by step, and writes only the people whose decisions differ, so its memory is that of two
+//! replays.
+//!
+//! The readings taken where the question leaves room:
+//! - A jurisdiction's effective policy at an edge is its latest real policy (from the log,
+//!   duplicates ignored) with the fields of every override active after the edge replacing the
+//!   real ones. A jurisdiction the log has not described yet is taken as the ICD takes it (no
+//!   detainers honoured, no agreement), named by its id, in state `ZZ`.
+//! - Window edges are injected just before the first log event whose clock time (never earlier
+//!   than the clock so far) is at or after the edge. At the same time, windows that end go
+//!   before windows that start. An override without `from` starts at the first event, or at the
+//!   earliest explicit edge if that comes sooner. Edges after the last event are injected only
+//!   with `until`, and only those at or before it: without `until` a replay does not advance
+//!   the clock past the log, and neither does a what-if replay.
+//! - Two overrides of the same jurisdiction whose windows overlap may not set the same field;
+//!   `parse_overrides` rejects them, so at any moment each field has at most one override.
+
+use std::borrow::Cow;
+use std::io::{self, BufRead, Write};
+
+use hashbrown::{HashMap, HashSet};
+use serde::{Deserialize, Deserializer};
+
+use crate::engine::{Engine, Outcome, Policy};
+use crate::envelope::{self, Invalid};
+use crate::model::{Decision, Event, EventBody, Time};
+use crate::replay::{Lines, Note, Summary, note_for, write_decisions};
+use crate::wire;
+
+/// The `source` of every synthetic policy event injected at a window edge.
+pub const SOURCE: &str = "urn:handoff:what-if";
+
+/// The `caused_by` of a diff line for the timers that advancing the clock to `until` fires.
+pub const UNTIL: &str = "until";
+
+/// The state given to a jurisdiction the log has not described (no real state exists to keep).
+pub const UNKNOWN_STATE: &str = "ZZ";
+
+/// One override: for clock times in [from, to), the jurisdiction's policy has these fields.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    pub jurisdiction_id: String,
+    /// Absent: from the beginning of the log.
+    #[serde(default, deserialize_with = "optional_time")]
+    pub from: Option<Time>,
+    /// Absent: to the end of the log.
+    #[serde(default, deserialize_with = "optional_time")]
+    pub to: Option<Time>,
+    pub honors_detainers: Option<bool>,
+    pub return_agreement: Option<bool>,
+}
+
+impl Override {
+    /// Whether the windows of `self` and `other` share a moment.
+    fn overlaps(&self, other: &Override) -> bool {
+        let starts_before_other_ends = match (self.from, other.to) {
+            (Some(from), Some(to)) => from < to,
+            _ => true,
+        };
+        let other_starts_before_self_ends = match (other.from, self.to) {
+            (Some(from), Some(to)) => from < to,
+            _ => true,
+        };
+        starts_before_other_ends && other_starts_before_self_ends
+    }
+
+    /// Whether `self` and `other` set a field in common.
+    fn shares_a_field(&self, other: &Override) -> bool {
+        (self.honors_detainers.is_some() && other.honors_detainers.is_some())
+            || (self.return_agreement.is_some() && other.return_agreement.is_some())
+    }
+
+    /// Replaces the fields this override sets.
+    fn apply(&self, honors_detainers: &mut bool, return_agreement: &mut bool) {
+        if let Some(h) = self.honors_detainers {
+            *honors_detainers = h;
+        }
+        if let Some(a) = self.return_agreement {
+            *return_agreement = a;
+        }
+    }
+}
+
+/// Reads an optional RFC 3339 time with an offset, as the envelope reads event times.
+fn optional_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Time>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    text.map(|s| envelope::parse_time(&s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// Whether `id` is a `jurisdiction_id` (ICD section 1: `^[a-z0-9][a-z0-9_-]{1,62}$`).
+fn is_jurisdiction_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    (2..=63).contains(&bytes.len())
+        && matches!(bytes[0], b'a'..=b'z' | b'0'..=b'9')
+        && bytes[1..]
+            .iter()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+}
+
+/// Parses an overrides file: a JSON array of [`Override`], times RFC 3339 with an offset. An
+/// entry that overrides nothing, has `from` >= `to`, has an invalid `jurisdiction_id`, or sets
+/// a field that an earlier entry for the same jurisdiction sets for an overlapping window is
+/// rejected; every message names the entry as `overrides[i]`, counting from 0 as the synthetic
+/// event ids do.
+pub fn parse_overrides(json: &str) -> Result<Vec<Override>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("overrides: not JSON: {e}"))?;
+    let serde_json::Value::Array(items) = value else {
+        return Err("overrides: expected a JSON array of override objects".to_owned());
+    };
+    let mut overrides: Vec<Override> = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let o = Override::deserialize(item).map_err(|e| format!("overrides[{i}]: {e}"))?;
+        if !is_jurisdiction_id(&o.jurisdiction_id) {
+            return Err(format!(
+                "overrides[{i}]: jurisdiction_id {:?} is not a jurisdiction id (lowercase \
+                 letters, digits, '_' and '-', 2 to 63 characters, starting with a letter or \
+                 digit)",
+                o.jurisdiction_id
+            ));
+        }
+        if o.honors_detainers.is_none() && o.return_agreement.is_none() {
+            return Err(format!(
+                "overrides[{i}]: changes nothing: give honors_detainers, return_agreement or both"
+            ));
+        }
+        if let (Some(from), Some(to)) = (o.from, o.to)
+            && from >= to
+        {
+            return Err(format!(
+                "overrides[{i}]: from ({}) must be before to ({})",
+                wire::format_time(&from),
+                wire::format_time(&to)
+            ));
+        }
+        if let Some(j) = overrides.iter().position(|earlier| {
+            earlier.jurisdiction_id == o.jurisdiction_id
+                && earlier.overlaps(&o)
+                && earlier.shares_a_field(&o)
+        }) {
+            return Err(format!(
+                "overrides[{i}]: overlaps overrides[{j}] for {} and sets the same field; \
+                 split the windows so that each field has one override at a time",
+                o.jurisdiction_id
+            ));
+        }
+        overrides.push(o);
+    }
+    Ok(overrides)
+}
+
+/// Which edge of a window. Ends sort before starts, so that at a shared moment a window closes
+/// before the next opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum EdgeKind {
+    To,
+    From,
+}
+
+impl EdgeKind {
+    fn name(self) -> &'static str {
+        match self {
+            EdgeKind::To => "to",
+            EdgeKind::From => "from",
+        }
+    }
+}
+
+/// An edge of an override's window: its time (`None` for the start of the log), kind, and the
+/// override's index.
+type Edge = (Option<Time>, EdgeKind, usize);
+
+/// The stream transformation: decides where synthetic policy events go and rewrites real policy
+/// events.
+struct Rewriter<'o> {
+    overrides: &'o [Override],
+    /// Every window edge in injection order.
+    edges: Vec<Edge>,
+    /// The first edge not injected yet.
+    next: usize,
+    /// Whether each override's window is open.
+    active: Vec<bool>,
+    /// The latest real policy of each overridden jurisdiction, as the log gave it.
+    real: HashMap<String, Policy>,
+    /// The clock as the engine keeps it for the log's events: the latest clock time of a
+    /// non-duplicate event.
+    clock: Option<Time>,
+}
+
+impl<'o> Rewriter<'o> {
+    fn new(overrides: &'o [Override]) -> Self {
+        let mut edges: Vec<Edge> = Vec::with_capacity(2 * overrides.len());
+        for (i, o) in overrides.iter().enumerate() {
+            edges.push((o.from, EdgeKind::From, i));
+            if let Some(to) = o.to {
+                edges.push((Some(to), EdgeKind::To, i));
+            }
+        }
+        edges.sort();
+        Rewriter {
+            overrides,
+            edges,
+            next: 0,
+            active: vec![false; overrides.len()],
+            real: HashMap::new(),
+            clock: None,
+        }
+    }
+
+    /// The clock time at which the engine will process `event`: its clock time, never earlier
+    /// than the clock.
+    fn horizon(&self, event: &Event) -> Time {
+        let t = event.clock_time();
+        self.clock.map_or(t, |c| c.max(t))
+    }
+
+    /// The next synthetic event due at or before `horizon`, if any. Call until it gives `None`.
+    fn next_due(&mut self, horizon: Time) -> Option<Event> {
+        let &(time, kind, index) = self.edges.get(self.next)?;
+        let time = match time {
+            Some(t) if t > horizon => return None,
+            Some(t) => t,
+            // The start of the log: the first moment anything is processed.
+            None => self.edges[self.next..]
+                .iter()
+                .find_map(|e| e.0)
+                .map_or(horizon, |t| t.min(horizon)),
+        };
+        self.next += 1;
+        self.active[index] = kind == EdgeKind::From;
+        let jurisdiction_id = &self.overrides[index].jurisdiction_id;
+        let (name, state, mut honors_detainers, mut return_agreement) =
+            match self.real.get(jurisdiction_id) {
+                Some(p) => (
+                    p.name.clone(),
+                    p.state.clone(),
+                    p.honors_detainers,
+                    p.return_agreement,
+                ),
+                None => (
+                    jurisdiction_id.clone(),
+                    UNKNOWN_STATE.to_owned(),
+                    false,
+                    false,
+                ),
+            };
+        self.apply_active(
+            jurisdiction_id,
+            &mut honors_detainers,
+            &mut return_agreement,
+        );
+        Some(Event {
+            source: SOURCE.to_owned(),
+            id: format!("override-{index}-{}", kind.name()),
+            time,
+            received: None,
+            body: EventBody::PolicyUpdated {
+                jurisdiction_id: jurisdiction_id.clone(),
+                name,
+                state,
+                honors_detainers,
+                return_agreement,
+            },
+        })
+    }
+
+    /// Applies the fields of every open override of `jurisdiction_id`.
+    fn apply_active(&self, jurisdiction_id: &str, honors: &mut bool, agreement: &mut bool) {
+        for (o, _) in self
+            .overrides
+            .iter()
+            .zip(&self.active)
+            .filter(|(o, active)| **active && o.jurisdiction_id == jurisdiction_id)
+        {
+            o.apply(honors, agreement);
+        }
+    }
+
+    /// The event the engine should see: a real policy event of an overridden jurisdiction
+    /// inside a window gets the override's fields; every other field, and every other event, is
+    /// kept as it is.
+    fn rewrite<'e>(&self, event: &'e Event) -> Cow<'e, Event> {
+        let EventBody::PolicyUpdated {
+            jurisdiction_id,
+            honors_detainers,
+            return_agreement,
+            ..
+        } = &event.body
+        else {
+            return Cow::Borrowed(event);
+        };
+        let (mut honors, mut agreement) = (*honors_detainers, *return_agreement);
+        self.apply_active(jurisdiction_id, &mut honors, &mut agreement);
+        if (honors, agreement) == (*honors_detainers, *return_agreement) {
+            return Cow::Borrowed(event);
+        }
+        let mut rewritten = event.clone();
+        if let EventBody::PolicyUpdated {
+            honors_detainers,
+            return_agreement,
+            ..
+        } = &mut rewritten.body
+        {
+            *honors_detainers = honors;
+            *return_agreement = agreement;
+        }
+        Cow::Owned(rewritten)
+    }
+
+    /// Records a log event the engine has processed (`duplicate` when it was ignored as one):
+    /// the clock, and the real policy of an overridden jurisdiction.
+    fn handled(&mut self, event: &Event, duplicate: bool) {
+        if duplicate {
+            return;
+        }
+        let t = event.clock_time();
+        self.clock = Some(self.clock.map_or(t, |c| c.max(t)));
+        if let EventBody::PolicyUpdated {
+            jurisdiction_id,
+            name,
+            state,
+            honors_detainers,
+            return_agreement,
+        } = &event.body
+            && self
+                .overrides
+                .iter()
+                .any(|o| &o.jurisdiction_id == jurisdiction_id)
+        {
+            self.real.insert(
+                jurisdiction_id.clone(),
+                Policy {
+                    name: name.clone(),
+                    state: state.clone(),
+                    honors_detainers: *honors_detainers,
+                    return_agreement: *return_agreement,
+                },
+            );
+        }
+    }
+}
+
+/// What the transformed stream shows its consumer, in order.
+trait Sink {
+    /// A synthetic policy event at a window edge.
+    fn injected(&mut self, event: &Event) -> io::Result<()>;
+    /// A valid log event as it is and as the what-if world sees it; returns whether the engine
+    /// took it for a duplicate.
+    fn event(&mut self, line: u64, original: &Event, rewritten: &Event) -> io::Result<bool>;
+    /// A line that is not a valid event.
+    fn invalid(&mut self, line: u64, error: Invalid) -> io::Result<()>;
+    /// The end of the log with `until`: advance the clock to it.
+    fn end(&mut self, until: Time) -> io::Result<()>;
+}
+
+/// Runs the transformed stream into `sink`; returns the number of lines read.
+fn drive<R: BufRead, S: Sink>(
+    input: R,
+    until: Option<Time>,
+    overrides: &[Override],
+    sink: &mut S,
+) -> io::Result<u64> {
+    let mut rewriter = Rewriter::new(overrides);
+    let mut lines = Lines::new(input);
+    for item in lines.by_ref() {
+        let (line, parsed) = item?;
+        let event = match parsed {
+            Ok(event) => event,
+            Err(error) => {
+                sink.invalid(line, error)?;
+                continue;
+            }
+        };
+        let horizon = rewriter.horizon(&event);
+        while let Some(synthetic) = rewriter.next_due(horizon) {
+            sink.injected(&synthetic)?;
+        }
+        let rewritten = rewriter.rewrite(&event);
+        let duplicate = sink.event(line, &event, &rewritten)?;
+        rewriter.handled(&event, duplicate);
+    }
+    if let Some(until) = until {
+        while let Some(synthetic) = rewriter.next_due(until) {
+            sink.injected(&synthetic)?;
+        }
+        sink.end(until)?;
+    }
+    Ok(lines.lines_read())
+}
+
+/// The sink of `replay_with`: one engine, decisions out, notes for log lines only.
+struct ReplaySink<W, N> {
+    engine: Engine,
+    out: W,
+    buf: Vec<u8>,
+    note: N,
+    summary: Summary,
+}
+
+impl<W: Write, N: FnMut(u64, Note)> Sink for ReplaySink<W, N> {
+    fn injected(&mut self, event: &Event) -> io::Result<()> {
+        let step = self.engine.handle(event);
+        self.summary.decisions += step.decisions.len() as u64;
+        write_decisions(&step.decisions, &mut self.buf, &mut self.out)
+    }
+
+    fn event(&mut self, line: u64, _original: &Event, rewritten: &Event) -> io::Result<bool> {
+        self.summary.events += 1;
+        let step = self.engine.handle(rewritten);
+        match step.outcome {
+            Outcome::Applied => {}
+            Outcome::Duplicate => self.summary.duplicates += 1,
+            Outcome::NoEffect(_) => self.summary.no_effect += 1,
+            Outcome::Rejected(_) => self.summary.rejected += 1,
+        }
+        self.summary.decisions += step.decisions.len() as u64;
+        if let Some(n) = note_for(&step.outcome) {
+            (self.note)(line, n);
+        }
+        write_decisions(&step.decisions, &mut self.buf, &mut self.out)?;
+        Ok(step.outcome == Outcome::Duplicate)
+    }
+
+    fn invalid(&mut self, line: u64, error: Invalid) -> io::Result<()> {
+        self.summary.invalid += 1;
+        (self.note)(line, Note::Invalid(error));
+        Ok(())
+    }
+
+    fn end(&mut self, until: Time) -> io::Result<()> {
+        let decisions = self.engine.fire(until);
+        self.summary.decisions += decisions.len() as u64;
+        write_decisions(&decisions, &mut self.buf, &mut self.out)
+    }
+}
+
+/// Replays with the overrides applied, writing decisions as JSON lines like `replay::replay`,
+/// with the same notes for log lines (synthetic events never get one). In the summary, `events`
+/// counts the log's valid events only and `decisions` every decision written, those the
+/// synthetic events caused included.
+pub fn replay_with<R: BufRead, W: Write>(
+    input: R,
+    until: Option<Time>,
+    overrides: &[Override],
+    out: W,
+    note: impl FnMut(u64, Note),
+) -> io::Result<Summary> {
+    let mut sink = ReplaySink {
+        engine: Engine::new(),
+        out,
+        buf: Vec::with_capacity(4096),
+        note,
+        summary: Summary::default(),
+    };
+    let lines = drive(input, until, overrides, &mut sink)?;
+    sink.out.flush()?;
+    let mut summary = sink.summary;
+    summary.lines = lines;
+    Ok(summary)
+}
+
+/// Counts for one `diff` run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiffSummary {
+    /// Valid events in the log (duplicates included; synthetic events not).
+    pub events: u64,
+    /// Distinct people with at least one diff line.
+    pub people_changed: u64,
+    /// Decisions of the log as it is.
+    pub decisions_before: u64,
+    /// Decisions of the what-if world (those the synthetic events caused included).
+    pub decisions_after: u64,
+}
+
+/// Whether two decisions are the same apart from their ids, which derive from cause and
+/// position and would differ only when positions shift. Comparing the fields is comparing the
+/// wire JSON without `id`: the wire form is a one-to-one rendering of them.
+fn same_decision(a: &Decision, b: &Decision) -> bool {
+    let Decision {
+        id: _,
+        time,
+        person_id,
+        rule,
+        caused_by,
+        body,
+    } = a;
+    *time == b.time
+        && *person_id == b.person_id
+        && *rule == b.rule
+        && *caused_by == b.caused_by
+        && *body == b.body
+}
+
+/// Whether two sequences of decisions are the same apart from ids.
+fn same_sequence<'d>(
+    a: impl Iterator<Item = &'d Decision>,
+    b: impl Iterator<Item = &'d Decision>,
+) -> bool {
+    let mut b = b;
+    for x in a {
+        match b.next() {
+            Some(y) if same_decision(x, y) => {}
+            _ => return false,
+        }
+    }
+    b.next().is_none()
+}
+
+/// The sink of `diff`: the log as is in `before`, the what-if stream in `after`, compared step
+/// by step.
+struct DiffSink<W> {
+    before: Engine,
+    after: Engine,
+    out: W,
+    buf: Vec<u8>,
+    summary: DiffSummary,
+    /// The people with a diff line so far, to count them once.
+    changed: HashSet<String>,
+}
+
+impl<W: Write> DiffSink<W> {
+    /// Compares one step's decisions person by person and writes a line for each person whose
+    /// differ.
+    fn compare(
+        &mut self,
+        at: Time,
+        caused_by: &str,
+        before: &[Decision],
+        after: &[Decision],
+    ) -> io::Result<()> {
+        self.summary.decisions_before += before.len() as u64;
+        self.summary.decisions_after += after.len() as u64;
+        if same_sequence(before.iter(), after.iter()) {
+            return Ok(());
+        }
+        // People in order of first appearance: first in `before`, then those only in `after`.
+        let mut people: Vec<&str> = Vec::new();
+        for d in before.iter().chain(after) {
+            if !people.contains(&d.person_id.as_str()) {
+                people.push(&d.person_id);
+            }
+        }
+        let at = wire::format_time(&at);
+        for person in people {
+            let of = |d: &&Decision| d.person_id == person;
+            if same_sequence(before.iter().filter(of), after.iter().filter(of)) {
+                continue;
+            }
+            self.buf.clear();
+            self.buf.extend_from_slice(b"{\"person_id\":");
+            json_string(person, &mut self.buf);
+            self.buf.extend_from_slice(b",\"at\":");
+            json_string(&at, &mut self.buf);
+            self.buf.extend_from_slice(b",\"caused_by\":");
+            json_string(caused_by, &mut self.buf);
+            for (key, side) in [("before", before), ("after", after)] {
+                self.buf.extend_from_slice(b",\"");
+                self.buf.extend_from_slice(key.as_bytes());
+                self.buf.extend_from_slice(b"\":[");
+                for (k, d) in side.iter().filter(of).enumerate() {
+                    if k > 0 {
+                        self.buf.push(b',');
+                    }
+                    wire::write_decision(d, &mut self.buf);
+                }
+                self.buf.push(b']');
+            }
+            self.buf.extend_from_slice(b"}\n");
+            self.out.write_all(&self.buf)?;
+            if !self.changed.contains(person) {
+                self.changed.insert(person.to_owned());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Appends `s` as a JSON string.
+fn json_string(s: &str, out: &mut Vec<u8>) {
+    serde_json::to_writer(out, s).expect("writing JSON to a Vec cannot fail");
+}
+
+impl<W: Write> Sink for DiffSink<W> {
+    fn injected(&mut self, event: &Event) -> io::Result<()> {
+        // Every handle fires the timers due by its clock first, so firing `before` to the edge
+        // fires exactly the timers the synthetic event fires in `after`.
+        let before = self.before.fire(event.time);
+        let after = self.after.handle(event).decisions;
+        self.compare(event.time, &event.id, &before, &after)
+    }
+
+    fn event(&mut self, _line: u64, original: &Event, rewritten: &Event) -> io::Result<bool> {
+        self.summary.events += 1;
+        let before = self.before.handle(original).decisions;
+        let step = self.after.handle(rewritten);
+        let at = self.after.clock().unwrap_or_else(|| original.clock_time());
+        self.compare(at, &original.id, &before, &step.decisions)?;
+        Ok(step.outcome == Outcome::Duplicate)
+    }
+
+    fn invalid(&mut self, _line: u64, _error: Invalid) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn end(&mut self, until: Time) -> io::Result<()> {
+        let before = self.before.fire(until);
+        let after = self.after.fire(until);
+        self.compare(until, UNTIL, &before, &after)
+    }
+}
+
+/// Replays twice at once, the log as is and with the overrides, and writes only what differs,
+/// person by person, as JSON lines: `{"person_id", "at", "caused_by", "before": [decisions],
+/// "after": [decisions]}`. `at` is the clock time of the step, `caused_by` the id of the log
+/// event, the synthetic event's id (`override-<i>-from` or `override-<i>-to`), or `until`.
+/// Decisions are compared without their `id`, and written whole. Invalid lines are skipped
+/// silently (`replay` reports them).
+pub fn diff<R: BufRead, W: Write>(
+    input: R,
+    until: Option<Time>,
+    overrides: &[Override],
+    out: W,
+) -> io::Result<DiffSummary> {
+    let mut sink = DiffSink {
+        before: Engine::new(),
+        after: Engine::new(),
+        out,
+        buf: Vec::with_capacity(4096),
+        summary: DiffSummary::default(),
+        changed: HashSet::new(),
+    };
+    drive(input, until, overrides, &mut sink)?;
+    sink.out.flush()?;
+    let mut summary = sink.summary;
+    summary.people_changed = sink.changed.len() as u64;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Time {
+        envelope::parse_time(s).unwrap()
+    }
+
+    fn policy_event(id: &str, time: &str, j: &str, honors: bool, agreement: bool) -> Event {
+        Event {
+            source: format!("urn:jurisdiction:{j}"),
+            id: id.to_owned(),
+            time: t(time),
+            received: None,
+            body: EventBody::PolicyUpdated {
+                jurisdiction_id: j.to_owned(),
+                name: "Test County".to_owned(),
+                state: "TX".to_owned(),
+                honors_detainers: honors,
+                return_agreement: agreement,
+            },
+        }
+    }
+
+    fn capacity_event(id: &str, time: &str) -> Event {
+        Event {
+            source: "urn:agency:ice:eagle".to_owned(),
+            id: id.to_owned(),
+            time: t(time),
+            received: None,
+            body: EventBody::CapacityUpdated {
+                funded_beds: 10,
+                occupied_beds: 0,
+            },
+        }
+    }
+
+    fn body_fields(e: &Event) -> (&str, &str, &str, bool, bool) {
+        match &e.body {
+            EventBody::PolicyUpdated {
+                jurisdiction_id,
+                name,
+                state,
+                honors_detainers,
+                return_agreement,
+            } => (
+                jurisdiction_id,
+                name,
+                state,
+                *honors_detainers,
+                *return_agreement,
+            ),
+            other => panic!("not a policy: {other:?}"),
+        }
+    }
+
+    fn window(j: &str, from: Option<&str>, to: Option<&str>, honors: Option<bool>) -> Override {
+        Override {
+            jurisdiction_id: j.to_owned(),
+            from: from.map(t),
+            to: to.map(t),
+            honors_detainers: honors,
+            return_agreement: None,
+        }
+    }
+
+    #[test]
+    fn edges_are_injected_before_the_first_event_at_or_after_them() {
+        let overrides = [window(
+            "tx-travis-county",
+            Some("2017-01-02T00:00:00Z"),
+            Some("2017-01-04T00:00:00Z"),
+            Some(true),
+        )];
+        let mut r = Rewriter::new(&overrides);
+        let e1 = capacity_event("e1", "2017-01-01T00:00:00Z");
+        assert_eq!(r.next_due(r.horizon(&e1)), None);
+        r.handled(&e1, false);
+        // An event earlier than the clock counts at the clock: still before the edge.
+        let e2 = capacity_event("e2", "2016-12-01T00:00:00Z");
+        assert_eq!(r.next_due(r.horizon(&e2)), None);
+        r.handled(&e2, false);
+        let e3 = capacity_event("e3", "2017-01-02T00:00:00Z");
+        let s = r.next_due(r.horizon(&e3)).expect("the from edge is due");
+        assert_eq!(
+            (s.source.as_str(), s.id.as_str(), s.time),
+            (SOURCE, "override-0-from", t("2017-01-02T00:00:00Z"))
+        );
+        // Never heard of: named by its id, state ZZ, the ICD's defaults under the override.
+        assert_eq!(
+            body_fields(&s),
+            ("tx-travis-county", "tx-travis-county", "ZZ", true, false)
+        );
+        assert_eq!(r.next_due(r.horizon(&e3)), None);
+        r.handled(&e3, false);
+        let e4 = capacity_event("e4", "2017-01-05T00:00:00Z");
+        let s = r.next_due(r.horizon(&e4)).expect("the to edge is due");
+        assert_eq!(s.id, "override-0-to");
+        assert_eq!(
+            body_fields(&s),
+            ("tx-travis-county", "tx-travis-county", "ZZ", false, false)
+        );
+        assert_eq!(r.next_due(r.horizon(&e4)), None);
+    }
+
+    #[test]
+    fn real_policy_inside_a_window_is_rewritten_and_remembered() {
+        let j = "tx-travis-county";
+        let overrides = [window(j, None, Some("2017-01-10T00:00:00Z"), Some(true))];
+        let mut r = Rewriter::new(&overrides);
+        let e1 = policy_event("e1", "2017-01-05T00:00:00Z", j, false, true);
+        let s = r.next_due(r.horizon(&e1)).expect("the start edge");
+        assert_eq!(s.time, t("2017-01-05T00:00:00Z"));
+        let rewritten = r.rewrite(&e1);
+        assert!(matches!(rewritten, Cow::Owned(_)));
+        assert_eq!(
+            body_fields(&rewritten),
+            (j, "Test County", "TX", true, true)
+        );
+        assert_eq!(
+            (&rewritten.source, &rewritten.id, rewritten.time),
+            (&e1.source, &e1.id, e1.time)
+        );
+        r.handled(&e1, false);
+        // The to edge restores the real policy, name and state included.
+        let e2 = capacity_event("e2", "2017-01-11T00:00:00Z");
+        let s = r.next_due(r.horizon(&e2)).expect("the to edge");
+        assert_eq!(body_fields(&s), (j, "Test County", "TX", false, true));
+        // Outside the window nothing is rewritten.
+        let e3 = policy_event("e3", "2017-01-12T00:00:00Z", j, false, false);
+        assert!(matches!(r.rewrite(&e3), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_start_edge_goes_no_later_than_the_earliest_explicit_edge() {
+        let j = "tx-travis-county";
+        let overrides = [
+            window(j, Some("2017-01-01T00:00:00Z"), None, Some(true)),
+            Override {
+                return_agreement: Some(true),
+                ..window(j, None, None, None)
+            },
+        ];
+        let mut r = Rewriter::new(&overrides);
+        let e1 = capacity_event("e1", "2017-02-01T00:00:00Z");
+        let h = r.horizon(&e1);
+        let first = r.next_due(h).unwrap();
+        let second = r.next_due(h).unwrap();
+        assert_eq!(
+            (first.id.as_str(), first.time),
+            ("override-1-from", t("2017-01-01T00:00:00Z"))
+        );
+        assert_eq!(
+            (body_fields(&first).3, body_fields(&first).4),
+            (false, true)
+        );
+        assert_eq!(
+            (second.id.as_str(), second.time),
+            ("override-0-from", t("2017-01-01T00:00:00Z"))
+        );
+        assert_eq!(
+            (body_fields(&second).3, body_fields(&second).4),
+            (true, true)
+        );
+        assert_eq!(r.next_due(h), None);
+    }
+
+    #[test]
+    fn duplicates_move_neither_the_clock_nor_the_real_policy() {
+        let j = "tx-travis-county";
+        let overrides = [window(j, Some("2017-01-10T00:00:00Z"), None, Some(true))];
+        let mut r = Rewriter::new(&overrides);
+        r.handled(
+            &policy_event("e1", "2017-01-20T00:00:00Z", j, false, true),
+            true,
+        );
+        assert_eq!(r.clock, None);
+        assert!(r.real.is_empty());
+    }
+
+    #[test]
+    fn windows_overlap_unless_one_ends_before_the_other_starts() {
+        let j = "tx-travis-county";
+        let a = window(
+            j,
+            Some("2017-01-01T00:00:00Z"),
+            Some("2017-01-05T00:00:00Z"),
+            Some(true),
+        );
+        let b = window(j, Some("2017-01-05T00:00:00Z"), None, Some(true));
+        let c = window(j, None, Some("2017-01-02T00:00:00Z"), Some(true));
+        assert!(!a.overlaps(&b) && !b.overlaps(&a));
+        assert!(a.overlaps(&c) && c.overlaps(&a));
+        assert!(!b.overlaps(&c));
+        assert!(window(j, None, None, None).overlaps(&b));
+    }
+
+    #[test]
+    fn jurisdiction_ids_follow_the_icd() {
+        for ok in ["tx-travis-county", "a1", "0_x"] {
+            assert!(is_jurisdiction_id(ok), "{ok}");
+        }
+        let long = "a".repeat(64);
+        for bad in ["", "a", "Tx-travis", "-tx", "tx.travis", long.as_str()] {
+            assert!(!is_jurisdiction_id(bad), "{bad}");
+        }
+    }
+}
