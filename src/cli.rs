@@ -5,19 +5,25 @@
 //! all (a missing file, a bad argument).
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::engine::Engine;
 use crate::envelope;
+use crate::explain::Explainer;
 use crate::generator::{self, GenConfig};
 use crate::model::Time;
 use crate::replay::{self, Note};
+use crate::report::Format;
+use crate::report::capacity::Capacity;
+use crate::report::ddor::Ddor;
 use crate::schemas;
+use crate::whatif;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,7 +34,7 @@ use crate::schemas;
 custody under the rules of the ICD (R1-R5), and writes each decision as a CloudEvent.\n\n\
 Decisions are a pure function of the event log: replaying a log always prints the same \
 bytes.",
-    after_help = "Examples:\n  handoff replay samples/week.jsonl\n  handoff replay journal.jsonl --until 2017-02-04T00:00:00Z\n  handoff validate samples/week.jsonl\n  handoff gen --events 1000000 --seed 7 > big.jsonl"
+    after_help = "Examples:\n  handoff replay samples/week.jsonl\n  handoff replay journal.jsonl --until 2017-02-04T00:00:00Z\n  handoff validate samples/week.jsonl\n  handoff gen --events 1000000 --seed 7 > big.jsonl\n  handoff explain P-170004 samples/week.jsonl\n  handoff report ddor samples/week.jsonl --from 2017-01-28T00:00:00Z --to 2017-02-04T00:00:00Z --format html > ddor.html\n  handoff report capacity samples/week.jsonl --format csv\n  handoff replay samples/week.jsonl --policy overrides.json --diff"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -58,8 +64,22 @@ could not be read."
         #[arg(long, short)]
         quiet: bool,
         /// Print throughput and peak memory on stderr at the end.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "policy")]
         stats: bool,
+        /// What-if: replay with jurisdiction policies overridden, as this JSON file says
+        /// (an array of {"jurisdiction_id", "from"?, "to"?, "honors_detainers"?,
+        /// "return_agreement"?}).
+        #[arg(long, value_name = "OVERRIDES.json")]
+        policy: Option<PathBuf>,
+        /// With --policy: print only the decisions that change, person by person, as JSON
+        /// lines {"person_id", "at", "caused_by", "before", "after"}.
+        #[arg(long, requires = "policy")]
+        diff: bool,
+    },
+    /// Reports from a log: the Declined Detainer Outcome Report, ICE capacity.
+    Report {
+        #[command(subcommand)]
+        report: ReportCommand,
     },
     /// Check a JSON-lines file of messages (inbound events or decisions) against the
     /// schemas.
@@ -72,6 +92,28 @@ Exit status: 0 if every line is valid, 1 if any is not, 2 if the file could not 
     Validate {
         /// The file to check; `-` reads standard input.
         file: PathBuf,
+    },
+    /// Show one person's timeline: every event about them and every decision, with the
+    /// rule that fired and the facts that made it fire.
+    #[command(
+        long_about = "Replay a log and show one person's timeline: every event about \
+them, and every decision about them with the rule that fired and the facts that made it \
+fire (\"R1.6: ICE detainer D-17 active; Travis County claim C-3 pending; Travis County has no \
+return agreement → first-refusal offer to ICE, answer due …\"). The whole log is replayed, \
+since other events (policies, capacity) shape the person's decisions too.\n\n\
+Exit status: 0 if the person appears in the log, 1 if not, 2 if the log could not be read."
+    )]
+    Explain {
+        /// The person's id (`data.person_id`).
+        person_id: String,
+        /// The log to read; `-` reads standard input.
+        log: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Finally advance the clock to this RFC 3339 time, firing the timers due by then.
+        #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
+        until: Option<Time>,
     },
     /// Write a realistic synthetic event log (seeded, byte-stable) as JSON lines.
     #[command(
@@ -99,6 +141,47 @@ always produce the same bytes. All person ids are invented."
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// The Declined Detainer Outcome Report (ICD section 6) for clock times in [FROM, TO).
+    #[command(
+        long_about = "The Declined Detainer Outcome Report (ICD section 6): for \
+events with clock time in [FROM, TO), the detainers issued and the jurisdictions with the \
+most, the people released despite a detainer (R3.2) by criminal status, by state and by \
+the jurisdiction's policy at the time, and their offenses. HTML is one self-contained file \
+with charts."
+    )]
+    Ddor {
+        /// The log to read; `-` reads standard input.
+        log: PathBuf,
+        /// Start of the period (RFC 3339, inclusive).
+        #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
+        from: Time,
+        /// End of the period (RFC 3339, exclusive).
+        #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
+        to: Time,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+        /// How many jurisdictions to list by detainers issued.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
+    /// ICE detention: occupancy against funded beds day by day, placements, ATD, cost.
+    #[command(long_about = "ICE detention capacity over the log: occupancy against \
+funded beds at the end of each day, placements by basis, Alternatives to Detention by \
+monitoring type, and the daily cost of detention at a rate per bed-day (default 122 USD, \
+ICE's 2013 estimate). HTML is one self-contained file with a line chart.")]
+    Capacity {
+        /// The log to read; `-` reads standard input.
+        log: PathBuf,
+        /// Cost of one bed for one day, in USD.
+        #[arg(long, default_value_t = 122.0)]
+        rate: f64,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+    },
+}
+
 fn parse_time_arg(s: &str) -> Result<Time, String> {
     envelope::parse_time(s)
 }
@@ -111,9 +194,26 @@ pub fn main() -> ExitCode {
             log,
             until,
             quiet,
+            policy: Some(policy),
+            diff,
+            ..
+        } => cmd_what_if(&log, until, quiet, &policy, diff),
+        Command::Replay {
+            log,
+            until,
+            quiet,
             stats,
+            policy: None,
+            ..
         } => cmd_replay(&log, until, quiet, stats),
+        Command::Report { report } => cmd_report(report),
         Command::Validate { file } => cmd_validate(&file),
+        Command::Explain {
+            person_id,
+            log,
+            json,
+            until,
+        } => cmd_explain(&person_id, &log, json, until),
         Command::Gen {
             events,
             seed,
@@ -131,13 +231,52 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn open(path: &PathBuf) -> anyhow::Result<Box<dyn BufRead>> {
+/// An open log, with its progress bar (drawn on stderr only when stderr is a terminal,
+/// so pipes and CI logs never see it).
+struct Input {
+    reader: Box<dyn BufRead>,
+    progress: ProgressBar,
+}
+
+impl Input {
+    fn done(&self) {
+        self.progress.finish_and_clear();
+    }
+}
+
+fn open(path: &PathBuf) -> anyhow::Result<Input> {
+    let progress = if io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4))
+    } else {
+        ProgressBar::hidden()
+    };
     if path.as_os_str() == "-" {
-        return Ok(Box::new(BufReader::with_capacity(1 << 16, io::stdin())));
+        let reader = progress.wrap_read(io::stdin());
+        progress.set_style(
+            ProgressStyle::with_template("{spinner} {bytes} read, {bytes_per_sec}")
+                .expect("a valid template"),
+        );
+        return Ok(Input {
+            reader: Box::new(BufReader::with_capacity(1 << 16, reader)),
+            progress,
+        });
     }
     let file =
         File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
-    Ok(Box::new(BufReader::with_capacity(1 << 16, file)))
+    if let Ok(meta) = file.metadata() {
+        progress.set_length(meta.len());
+    }
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{wide_bar} {percent:>3}% {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .expect("a valid template"),
+    );
+    let reader = progress.wrap_read(file);
+    Ok(Input {
+        reader: Box::new(BufReader::with_capacity(1 << 16, reader)),
+        progress,
+    })
 }
 
 fn cmd_replay(
@@ -146,18 +285,19 @@ fn cmd_replay(
     quiet: bool,
     stats: bool,
 ) -> anyhow::Result<ExitCode> {
-    let input = open(log)?;
+    let mut input = open(log)?;
     let stdout = io::stdout().lock();
     let out = BufWriter::with_capacity(1 << 16, stdout);
     let mut stderr = io::stderr().lock();
     let name = log.display().to_string();
     let started = Instant::now();
     let mut engine = Engine::new();
-    let summary = replay::replay(&mut engine, input, until, out, |line, note| {
+    let summary = replay::replay(&mut engine, &mut input.reader, until, out, |line, note| {
         if !quiet || note.is_error() {
             let _ = writeln!(stderr, "{name}:{line}: {note}");
         }
     })?;
+    input.done();
     if stats {
         let secs = started.elapsed().as_secs_f64();
         let _ = writeln!(
@@ -206,7 +346,7 @@ fn cmd_validate(file: &PathBuf) -> anyhow::Result<ExitCode> {
     let mut line = Vec::new();
     loop {
         line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
+        if input.reader.read_until(b'\n', &mut line)? == 0 {
             break;
         }
         n += 1;
@@ -248,6 +388,131 @@ pub fn check_message(bytes: &[u8]) -> Result<&'static str, envelope::Invalid> {
         envelope::event_from_value(&value)?;
     }
     Ok(ty)
+}
+
+fn cmd_what_if(
+    log: &PathBuf,
+    until: Option<Time>,
+    quiet: bool,
+    policy: &PathBuf,
+    diff: bool,
+) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(policy)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", policy.display()))?;
+    let overrides =
+        whatif::parse_overrides(&text).map_err(|e| anyhow::anyhow!("{}: {e}", policy.display()))?;
+    let mut input = open(log)?;
+    let out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let mut stderr = io::stderr().lock();
+    let name = log.display().to_string();
+    if diff {
+        let summary = whatif::diff(&mut input.reader, until, &overrides, out)?;
+        input.done();
+        let _ = writeln!(
+            stderr,
+            "handoff: {} events; {} people decided differently ({} decisions before, {} after)",
+            summary.events,
+            summary.people_changed,
+            summary.decisions_before,
+            summary.decisions_after
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let summary = whatif::replay_with(&mut input.reader, until, &overrides, out, |line, note| {
+        if !quiet || note.is_error() {
+            let _ = writeln!(stderr, "{name}:{line}: {note}");
+        }
+    })?;
+    input.done();
+    Ok(if summary.failed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn cmd_report(report: ReportCommand) -> anyhow::Result<ExitCode> {
+    let mut engine = Engine::new();
+    let (text, summary) = match report {
+        ReportCommand::Ddor {
+            log,
+            from,
+            to,
+            format,
+            top,
+        } => {
+            anyhow::ensure!(from < to, "--from must be before --to");
+            let mut input = open(&log)?;
+            let mut ddor = Ddor::new(from, to, top);
+            let summary = replay::run(&mut engine, &mut input.reader, None, |e, seen| {
+                ddor.observe(e, &seen);
+                Ok(())
+            })?;
+            input.done();
+            (ddor.finish(&engine).render(format), summary)
+        }
+        ReportCommand::Capacity { log, rate, format } => {
+            anyhow::ensure!(
+                rate.is_finite() && rate >= 0.0,
+                "--rate must be a non-negative number"
+            );
+            let mut input = open(&log)?;
+            let mut capacity = Capacity::new(rate);
+            let summary = replay::run(&mut engine, &mut input.reader, None, |e, seen| {
+                capacity.observe(e, &seen);
+                Ok(())
+            })?;
+            input.done();
+            let text = capacity
+                .finish(&engine)
+                .render(format)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            (text, summary)
+        }
+    };
+    io::stdout().lock().write_all(text.as_bytes())?;
+    if summary.failed() {
+        eprintln!(
+            "handoff: {} lines of the log were rejected and left out of the report; \
+`handoff replay` lists them",
+            summary.invalid + summary.rejected
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_explain(
+    person_id: &str,
+    log: &PathBuf,
+    json: bool,
+    until: Option<Time>,
+) -> anyhow::Result<ExitCode> {
+    let mut input = open(log)?;
+    let mut explainer = Explainer::new(person_id);
+    let mut engine = Engine::new();
+    replay::run(&mut engine, &mut input.reader, until, |engine, seen| {
+        explainer.observe(engine, &seen);
+        Ok(())
+    })?;
+    input.done();
+    let timeline = explainer.finish();
+    let mut stdout = io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut stdout, &timeline)?;
+        writeln!(stdout)?;
+    } else {
+        write!(stdout, "{}", timeline.to_text())?;
+    }
+    if timeline.entries.is_empty() {
+        eprintln!(
+            "handoff: {} does not appear in {}",
+            person_id,
+            log.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_gen(

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod engine;
 pub mod envelope;
+pub mod explain;
 pub mod generator;
 pub mod ids;
 pub mod model;

@@ -181,3 +181,22 @@ fn invalid_utf8_is_reported_not_a_crash() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("-:1: invalid (not_utf8)"), "{stderr}");
 }
+
+#[test]
+fn no_progress_bar_when_piped() {
+    // stderr is a pipe here, not a terminal: a clean, quiet run writes nothing to it.
+    let week = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/week.jsonl");
+    for args in [
+        vec!["replay", "--quiet", week],
+        vec!["explain", "P-170004", week],
+        vec!["report", "capacity", week],
+    ] {
+        let out = handoff(&args, None);
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

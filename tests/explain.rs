@@ -1,0 +1,182 @@
+//! `handoff explain`: the timeline of one person, with rule and facts per decision.
+
+use std::process::Command;
+
+use handoff::engine::Engine;
+use handoff::explain::{Explainer, Timeline, What};
+use handoff::generator::{GenConfig, generate};
+use handoff::replay;
+
+fn explain(log: &[u8], person: &str) -> Timeline {
+    let mut explainer = Explainer::new(person);
+    let mut engine = Engine::new();
+    replay::run(&mut engine, log, None, |e, seen| {
+        explainer.observe(e, &seen);
+        Ok(())
+    })
+    .unwrap();
+    explainer.finish()
+}
+
+fn week() -> Vec<u8> {
+    std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/week.jsonl")).unwrap()
+}
+
+fn explanations(t: &Timeline) -> Vec<String> {
+    t.entries
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Decision { explanation, .. } => Some(format!("{} {explanation}", e.time)),
+            What::Event { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn first_refusal_offer_then_acceptance_then_return_agreement() {
+    let t = explain(&week(), "P-170004");
+    assert_eq!(t.entries.len(), 8);
+    assert_eq!(
+        explanations(&t),
+        [
+            "2017-01-29T09:15:00Z R1.6: ICE detainer D-5004 active (convicted: drug trafficking); \
+             Travis County (tx-travis-county) claim C-304 pending; Travis County (tx-travis-county) \
+             has no return agreement and honors detainers → first-refusal offer to ICE, answer due \
+             2017-02-01T15:00:00Z",
+            "2017-01-30T09:00:00Z R1.7: ICE accepts first-refusal offer 0a28a00e-da9c-59fd-a5e8-5b24a3b05d7f \
+             before its deadline → transfer from BOP fci-bastrop to ICE at 2017-02-01T15:00:00Z \
+             (first_refusal_accepted)",
+            // The policy event of the county, not an event about the person, caused this.
+            "2017-02-02T14:00:00Z R2.2: held by ICE; Travis County (tx-travis-county) claim C-304 \
+             pending; Travis County (tx-travis-county) has a return agreement → transfer from ICE to \
+             Travis County (tx-travis-county) at 2017-02-02T14:00:00Z (return_agreement; \
+             return_to_ice_before_release)",
+        ]
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+    );
+}
+
+#[test]
+fn hold_lapsing_on_the_timer_and_the_late_report() {
+    let t = explain(&week(), "P-170023");
+    let lines = explanations(&t);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with(
+        "2017-01-30T12:05:00Z R3.3: Travis County (tx-travis-county) would release at \
+         2017-01-31T08:00:00Z; ICE detainer D-6023 active (none)"
+    ));
+    assert!(lines[0].ends_with(
+        "held for ICE from 2017-01-31T08:00:00Z until 2017-02-02T08:00:00Z (48 hours at most)"
+    ));
+    assert_eq!(
+        lines[1],
+        "2017-02-02T08:00:00Z R3.5: the 48-hour hold ran out with no pickup by ICE → released \
+         from Travis County (tx-travis-county) at 2017-02-02T08:00:00Z (hold_expired)"
+    );
+    // The jail's late report is on the timeline, marked as changing nothing.
+    let late = t
+        .entries
+        .iter()
+        .find_map(|e| match &e.what {
+            What::Event { ty, note, .. } if ty == "hold.expired" => note.clone(),
+            _ => None,
+        })
+        .unwrap();
+    assert!(late.starts_with("no_effect"), "{late}");
+}
+
+#[test]
+fn declined_detainer_and_placement_facts() {
+    let t = explain(&week(), "P-170021");
+    assert_eq!(
+        explanations(&t),
+        [
+            "2017-01-29T10:10:00Z R3.2: Travis County (tx-travis-county) releases; ICE detainer \
+          D-6021 active (charged: driving under the influence); the jurisdiction declined this \
+          detainer → released from Travis County (tx-travis-county) at 2017-01-30T08:00:00Z \
+          (detainer_declined): a declined detainer"
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        ]
+    );
+    let t = explain(&week(), "P-170027");
+    let lines = explanations(&t);
+    assert_eq!(
+        lines.last().unwrap(),
+        "2017-02-01T16:00:00Z R4: ICE holds the person; criminal status none; 41500 of 41500 \
+         funded beds occupied → Alternatives to Detention, telephonic (capacity)"
+    );
+}
+
+#[test]
+fn on_generated_data_explain_lists_exactly_the_persons_decisions() {
+    let mut log = Vec::new();
+    generate(&GenConfig::new(6000, 5), &mut log).unwrap();
+    let (out, _, _) = replay::replay_str(std::str::from_utf8(&log).unwrap(), None);
+    let decisions: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Forty people, spread over the log.
+    for n in (1..=600).step_by(15) {
+        let person = format!("P-{n:07}");
+        let expected: Vec<&serde_json::Value> = decisions
+            .iter()
+            .filter(|d| d["subject"] == person.as_str())
+            .collect();
+        let t = explain(&log, &person);
+        let listed: Vec<&serde_json::Value> = t
+            .entries
+            .iter()
+            .filter_map(|e| match &e.what {
+                What::Decision { decision, .. } => Some(decision),
+                What::Event { .. } => None,
+            })
+            .collect();
+        assert_eq!(listed, expected, "{person}");
+        for e in &t.entries {
+            if let What::Decision {
+                rule, explanation, ..
+            } = &e.what
+            {
+                assert!(
+                    explanation.starts_with(&format!("{rule}: ")),
+                    "{explanation}"
+                );
+                assert!(explanation.contains(" → "), "{explanation}");
+                assert!(!explanation.contains(": →"), "no facts: {explanation}");
+            }
+        }
+    }
+}
+
+#[test]
+fn cli_explain_text_json_and_unknown_person() {
+    let bin = env!("CARGO_BIN_EXE_handoff");
+    let week = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/week.jsonl");
+    let text = Command::new(bin)
+        .args(["explain", "P-170006", week])
+        .output()
+        .unwrap();
+    assert!(text.status.success());
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.starts_with("P-170006: 3 events, 2 decisions\n"),
+        "{text}"
+    );
+    assert!(text.contains("R1.9: no answer from ICE"), "{text}");
+    let json = Command::new(bin)
+        .args(["explain", "P-170006", week, "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["person_id"], "P-170006");
+    assert_eq!(v["entries"][3]["kind"], "decision");
+    assert_eq!(v["entries"][3]["rule"], "R1.6");
+    let missing = Command::new(bin)
+        .args(["explain", "P-999999", week])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+}
