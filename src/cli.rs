@@ -18,7 +18,7 @@ use crate::envelope;
 use crate::explain::Explainer;
 use crate::generator::{self, GenConfig};
 use crate::model::Time;
-use crate::replay::{self, Note};
+use crate::replay::{self, Note, Summary};
 use crate::report::Format;
 use crate::report::capacity::Capacity;
 use crate::report::ddor::Ddor;
@@ -231,20 +231,35 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// An open log, with its progress bar (drawn on stderr only when stderr is a terminal,
-/// so pipes and CI logs never see it).
-struct Input {
-    reader: Box<dyn BufRead>,
-    progress: ProgressBar,
-}
-
-impl Input {
-    fn done(&self) {
-        self.progress.finish_and_clear();
+/// Prints each note worth printing as `LOG:LINE: note` on stderr (with `quiet`, only those
+/// that fail the run), above the progress bar rather than through it.
+fn notes<'a>(progress: &'a ProgressBar, name: &'a str, quiet: bool) -> impl FnMut(u64, Note) + 'a {
+    move |line, note| {
+        if !quiet || note.is_error() {
+            progress.suspend(|| eprintln!("{name}:{line}: {note}"));
+        }
     }
 }
 
-fn open(path: &PathBuf) -> anyhow::Result<Input> {
+/// The exit status of a run over a log: 1, with a line saying why, if any line was
+/// rejected.
+fn exit_status(summary: &Summary) -> ExitCode {
+    if !summary.failed() {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "handoff: {} of {} lines rejected ({} invalid, {} refused by the rules)",
+        summary.invalid + summary.rejected,
+        summary.lines,
+        summary.invalid,
+        summary.rejected
+    );
+    ExitCode::from(1)
+}
+
+/// Opens a log (`-` is standard input) for reading, with its progress bar: drawn on
+/// stderr only when stderr is a terminal, so pipes and CI logs never see it.
+fn open(path: &PathBuf) -> anyhow::Result<(Box<dyn BufRead>, ProgressBar)> {
     let progress = if io::stderr().is_terminal() {
         ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4))
     } else {
@@ -256,10 +271,10 @@ fn open(path: &PathBuf) -> anyhow::Result<Input> {
             ProgressStyle::with_template("{spinner} {bytes} read, {bytes_per_sec}")
                 .expect("a valid template"),
         );
-        return Ok(Input {
-            reader: Box::new(BufReader::with_capacity(1 << 16, reader)),
+        return Ok((
+            Box::new(BufReader::with_capacity(1 << 16, reader)),
             progress,
-        });
+        ));
     }
     let file =
         File::open(path).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
@@ -273,10 +288,10 @@ fn open(path: &PathBuf) -> anyhow::Result<Input> {
         .expect("a valid template"),
     );
     let reader = progress.wrap_read(file);
-    Ok(Input {
-        reader: Box::new(BufReader::with_capacity(1 << 16, reader)),
+    Ok((
+        Box::new(BufReader::with_capacity(1 << 16, reader)),
         progress,
-    })
+    ))
 }
 
 fn cmd_replay(
@@ -285,23 +300,22 @@ fn cmd_replay(
     quiet: bool,
     stats: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut input = open(log)?;
-    let stdout = io::stdout().lock();
-    let out = BufWriter::with_capacity(1 << 16, stdout);
-    let mut stderr = io::stderr().lock();
+    let (reader, progress) = open(log)?;
+    let out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let name = log.display().to_string();
     let started = Instant::now();
     let mut engine = Engine::new();
-    let summary = replay::replay(&mut engine, &mut input.reader, until, out, |line, note| {
-        if !quiet || note.is_error() {
-            let _ = writeln!(stderr, "{name}:{line}: {note}");
-        }
-    })?;
-    input.done();
+    let summary = replay::replay(
+        &mut engine,
+        reader,
+        until,
+        out,
+        notes(&progress, &name, quiet),
+    )?;
+    progress.finish_and_clear();
     if stats {
         let secs = started.elapsed().as_secs_f64();
-        let _ = writeln!(
-            stderr,
+        eprintln!(
             "handoff: {} events ({} invalid, {} rejected, {} duplicates, {} no effect), \
 {} decisions, {} people in {:.3} s: {:.0} events/s; peak memory {}",
             summary.events,
@@ -316,18 +330,7 @@ fn cmd_replay(
             peak_memory().unwrap_or_else(|| "unknown".to_owned()),
         );
     }
-    if summary.failed() {
-        let _ = writeln!(
-            stderr,
-            "handoff: {} of {} lines rejected ({} invalid, {} refused by the rules)",
-            summary.invalid + summary.rejected,
-            summary.lines,
-            summary.invalid,
-            summary.rejected
-        );
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_status(&summary))
 }
 
 /// The process's peak resident memory, from Linux's `/proc/self/status` (`VmHWM`).
@@ -339,14 +342,14 @@ fn peak_memory() -> Option<String> {
 }
 
 fn cmd_validate(file: &PathBuf) -> anyhow::Result<ExitCode> {
-    let mut input = open(file)?;
+    let (mut reader, progress) = open(file)?;
     let name = file.display().to_string();
-    let mut stderr = io::stderr().lock();
+    let mut note = notes(&progress, &name, false);
     let (mut n, mut lines, mut bad) = (0u64, 0u64, 0u64);
     let mut line = Vec::new();
     loop {
         line.clear();
-        if input.reader.read_until(b'\n', &mut line)? == 0 {
+        if reader.read_until(b'\n', &mut line)? == 0 {
             break;
         }
         n += 1;
@@ -356,7 +359,7 @@ fn cmd_validate(file: &PathBuf) -> anyhow::Result<ExitCode> {
         lines += 1;
         if let Err(e) = check_message(&line) {
             bad += 1;
-            let _ = writeln!(stderr, "{name}:{n}: {}", Note::Invalid(e));
+            note(n, Note::Invalid(e));
         }
     }
     let mut stdout = io::stdout().lock();
@@ -401,15 +404,13 @@ fn cmd_what_if(
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", policy.display()))?;
     let overrides =
         whatif::parse_overrides(&text).map_err(|e| anyhow::anyhow!("{}: {e}", policy.display()))?;
-    let mut input = open(log)?;
+    let (reader, progress) = open(log)?;
     let out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
-    let mut stderr = io::stderr().lock();
     let name = log.display().to_string();
     if diff {
-        let summary = whatif::diff(&mut input.reader, until, &overrides, out)?;
-        input.done();
-        let _ = writeln!(
-            stderr,
+        let summary = whatif::diff(reader, until, &overrides, out)?;
+        progress.finish_and_clear();
+        eprintln!(
             "handoff: {} events; {} people decided differently ({} decisions before, {} after)",
             summary.events,
             summary.people_changed,
@@ -418,17 +419,15 @@ fn cmd_what_if(
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let summary = whatif::replay_with(&mut input.reader, until, &overrides, out, |line, note| {
-        if !quiet || note.is_error() {
-            let _ = writeln!(stderr, "{name}:{line}: {note}");
-        }
-    })?;
-    input.done();
-    Ok(if summary.failed() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let summary = whatif::replay_with(
+        reader,
+        until,
+        &overrides,
+        out,
+        notes(&progress, &name, quiet),
+    )?;
+    progress.finish_and_clear();
+    Ok(exit_status(&summary))
 }
 
 fn cmd_report(report: ReportCommand) -> anyhow::Result<ExitCode> {
@@ -442,13 +441,13 @@ fn cmd_report(report: ReportCommand) -> anyhow::Result<ExitCode> {
             top,
         } => {
             anyhow::ensure!(from < to, "--from must be before --to");
-            let mut input = open(&log)?;
+            let (reader, progress) = open(&log)?;
             let mut ddor = Ddor::new(from, to, top);
-            let summary = replay::run(&mut engine, &mut input.reader, None, |e, seen| {
+            let summary = replay::run(&mut engine, reader, None, |e, seen| {
                 ddor.observe(e, &seen);
                 Ok(())
             })?;
-            input.done();
+            progress.finish_and_clear();
             (ddor.finish(&engine).render(format), summary)
         }
         ReportCommand::Capacity { log, rate, format } => {
@@ -456,13 +455,13 @@ fn cmd_report(report: ReportCommand) -> anyhow::Result<ExitCode> {
                 rate.is_finite() && rate >= 0.0,
                 "--rate must be a non-negative number"
             );
-            let mut input = open(&log)?;
+            let (reader, progress) = open(&log)?;
             let mut capacity = Capacity::new(rate);
-            let summary = replay::run(&mut engine, &mut input.reader, None, |e, seen| {
+            let summary = replay::run(&mut engine, reader, None, |e, seen| {
                 capacity.observe(e, &seen);
                 Ok(())
             })?;
-            input.done();
+            progress.finish_and_clear();
             let text = capacity
                 .finish(&engine)
                 .render(format)
@@ -488,14 +487,14 @@ fn cmd_explain(
     json: bool,
     until: Option<Time>,
 ) -> anyhow::Result<ExitCode> {
-    let mut input = open(log)?;
+    let (reader, progress) = open(log)?;
     let mut explainer = Explainer::new(person_id);
     let mut engine = Engine::new();
-    replay::run(&mut engine, &mut input.reader, until, |engine, seen| {
+    replay::run(&mut engine, reader, until, |engine, seen| {
         explainer.observe(engine, &seen);
         Ok(())
     })?;
-    input.done();
+    progress.finish_and_clear();
     let timeline = explainer.finish();
     let mut stdout = io::stdout().lock();
     if json {

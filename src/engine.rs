@@ -665,8 +665,10 @@ impl Engine {
     }
 
     /// Whether a jurisdiction honors detainers and has a return agreement, in that
-    /// order. A jurisdiction never heard of does neither.
-    fn stance(&self, jurisdiction_id: &str) -> (bool, bool) {
+    /// order, by its latest policy. A jurisdiction never heard of does neither (ICD
+    /// section 4); reports and explanations ask here rather than reading `policy` and
+    /// repeating that default.
+    pub fn stance(&self, jurisdiction_id: &str) -> (bool, bool) {
         self.policies
             .get(jurisdiction_id)
             .map_or((false, false), |p| (p.honors_detainers, p.return_agreement))

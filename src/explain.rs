@@ -365,11 +365,6 @@ fn explain(engine: &Engine, ctx: &Context, d: &Decision) -> String {
             .unwrap_or_else(|| "?".to_owned());
         format!("{} claim {id} pending", jur(engine, j))
     };
-    let policy = |j: &str| -> (bool, bool) {
-        engine
-            .policy(j)
-            .map_or((false, false), |p| (p.honors_detainers, p.return_agreement))
-    };
     let at = |t| format_time(t);
     let mut s = String::new();
     let rule = d.rule;
@@ -519,7 +514,7 @@ fn explain(engine: &Engine, ctx: &Context, d: &Decision) -> String {
                     format!("{} releases; no active ICE detainer", jur(engine, j))
                 }
                 (Rule::R3_2, Custodian::Local(j)) => {
-                    let (honors, _) = policy(j);
+                    let (honors, _) = engine.stance(j);
                     format!(
                         "{} releases; {}; {}",
                         jur(engine, j),

@@ -66,7 +66,7 @@ const MINUTE: i64 = 60;
 const HOUR: i64 = 3_600;
 const DAY: i64 = 86_400;
 /// The longest a jail may hold a person for ICE past their release (ICD R3.3).
-const HOLD: i64 = 48 * HOUR;
+const HOLD: i64 = crate::engine::HOLD_LIMIT.num_seconds();
 
 const BOP_SOURCE: &str = "urn:agency:bop:sentry";
 const ICE_SOURCE: &str = "urn:agency:ice:eagle";

@@ -341,6 +341,15 @@ pub enum Placement {
     Atd,
 }
 
+impl Placement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::Detain => "detain",
+            Placement::Atd => "atd",
+        }
+    }
+}
+
 /// How a person placed in Alternatives to Detention is supervised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Monitoring {

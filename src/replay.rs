@@ -58,6 +58,17 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Counts one valid event by what the engine made of it.
+    pub fn count(&mut self, outcome: &Outcome) {
+        self.events += 1;
+        match outcome {
+            Outcome::Applied => {}
+            Outcome::Duplicate => self.duplicates += 1,
+            Outcome::NoEffect(_) => self.no_effect += 1,
+            Outcome::Rejected(_) => self.rejected += 1,
+        }
+    }
+
     /// Whether any line was rejected (invalid, or refused by the rules).
     pub fn failed(&self) -> bool {
         self.invalid + self.rejected > 0
@@ -152,14 +163,8 @@ pub fn run<R: BufRead>(
                 continue;
             }
         };
-        summary.events += 1;
         let step = engine.handle(&event);
-        match step.outcome {
-            Outcome::Applied => {}
-            Outcome::Duplicate => summary.duplicates += 1,
-            Outcome::NoEffect(_) => summary.no_effect += 1,
-            Outcome::Rejected(_) => summary.rejected += 1,
-        }
+        summary.count(&step.outcome);
         summary.decisions += step.decisions.len() as u64;
         observe(
             engine,

@@ -412,14 +412,8 @@ impl<W: Write, N: FnMut(u64, Note)> Sink for ReplaySink<W, N> {
     }
 
     fn event(&mut self, line: u64, _original: &Event, rewritten: &Event) -> io::Result<bool> {
-        self.summary.events += 1;
         let step = self.engine.handle(rewritten);
-        match step.outcome {
-            Outcome::Applied => {}
-            Outcome::Duplicate => self.summary.duplicates += 1,
-            Outcome::NoEffect(_) => self.summary.no_effect += 1,
-            Outcome::Rejected(_) => self.summary.rejected += 1,
-        }
+        self.summary.count(&step.outcome);
         self.summary.decisions += step.decisions.len() as u64;
         if let Some(n) = note_for(&step.outcome) {
             (self.note)(line, n);

@@ -7,7 +7,7 @@
 use chrono::SecondsFormat;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use crate::model::{Custodian, Decision, DecisionBody, Placement, Time};
+use crate::model::{Custodian, Decision, DecisionBody, Time};
 
 /// The `source` of every decision.
 pub const SOURCE: &str = "urn:handoff";
@@ -142,11 +142,7 @@ impl Serialize for WireData<'_> {
                 monitoring,
                 basis,
             } => {
-                let placement = match placement {
-                    Placement::Detain => "detain",
-                    Placement::Atd => "atd",
-                };
-                m.serialize_entry("placement", placement)?;
+                m.serialize_entry("placement", placement.as_str())?;
                 if let Some(mon) = monitoring {
                     m.serialize_entry("monitoring", mon.as_str())?;
                 }

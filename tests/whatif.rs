@@ -101,12 +101,7 @@ fn render_diff(out: &str) -> String {
 
 #[track_caller]
 fn assert_text(actual: &str, expect: &str) {
-    let expect = expect
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let expect = normalize(expect);
     assert_eq!(
         actual, expect,
         "\n--- actual\n{actual}\n--- expected\n{expect}"

@@ -37,7 +37,6 @@
 //! `detain`). The five kinds R4 can decide are always listed, with zero counts too. Cost
 //! figures always have two decimals.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use chrono::NaiveDate;
@@ -61,36 +60,13 @@ pub struct Capacity {
     /// End-of-day `(date, funded, occupied)` for every day from the first with a known
     /// capacity; the last entry is the current day and changes while events fall on it.
     days: Vec<(NaiveDate, u64, u64)>,
-    /// Placements by kind, keyed by rank so that the order is the report's order.
-    placements: BTreeMap<Kind, u64>,
+    /// Placements by kind, indexed like [`KINDS`].
+    placements: [u64; KINDS.len()],
 }
 
-/// A kind of placement: placement, basis and monitoring, each by its rank in ICD order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Kind {
-    placement: u8,
-    basis: u8,
-    monitoring: u8,
-    names: (&'static str, &'static str, Option<&'static str>),
-}
-
-impl Kind {
-    fn new(placement: Placement, basis: Basis, monitoring: Option<Monitoring>) -> Self {
-        Kind {
-            placement: placement_rank(placement),
-            basis: basis_rank(basis),
-            monitoring: monitoring.map_or(0, monitoring_rank),
-            names: (
-                placement_str(placement),
-                basis.as_str(),
-                monitoring.map(Monitoring::as_str),
-            ),
-        }
-    }
-}
-
-/// The kinds R4 can decide, always listed.
-const STANDARD_KINDS: [(Placement, Basis, Option<Monitoring>); 5] = [
+/// The kinds of placement R4 can decide, in the report's order (ICD order of basis, then
+/// of monitoring); all are always listed.
+const KINDS: [(Placement, Basis, Option<Monitoring>); 5] = [
     (Placement::Detain, Basis::PriorityDetention, None),
     (Placement::Detain, Basis::Detainer, None),
     (
@@ -110,49 +86,6 @@ const STANDARD_KINDS: [(Placement, Basis, Option<Monitoring>); 5] = [
     ),
 ];
 
-fn placement_str(p: Placement) -> &'static str {
-    match p {
-        Placement::Detain => "detain",
-        Placement::Atd => "atd",
-    }
-}
-
-fn placement_rank(p: Placement) -> u8 {
-    match p {
-        Placement::Detain => 0,
-        Placement::Atd => 1,
-    }
-}
-
-fn monitoring_rank(m: Monitoring) -> u8 {
-    match m {
-        Monitoring::AnkleMonitor => 1,
-        Monitoring::Telephonic => 2,
-        Monitoring::OfficeCheckin => 3,
-    }
-}
-
-/// The placement bases first (in R4's order), then the others in ICD order; the engine
-/// gives placements only the first three.
-fn basis_rank(b: Basis) -> u8 {
-    match b {
-        Basis::PriorityDetention => 0,
-        Basis::Detainer => 1,
-        Basis::Capacity => 2,
-        Basis::SentenceComplete => 3,
-        Basis::LocalClaim => 4,
-        Basis::JudicialWrit => 5,
-        Basis::ReturnAgreement => 6,
-        Basis::FirstRefusalAccepted => 7,
-        Basis::FirstRefusalDeclined => 8,
-        Basis::FirstRefusalLapsed => 9,
-        Basis::DetainerHold => 10,
-        Basis::HoldExpired => 11,
-        Basis::DetainerDeclined => 12,
-        Basis::DetainerWithdrawn => 13,
-    }
-}
-
 /// Rounds an amount in USD to the cent.
 fn cents(usd: f64) -> f64 {
     (usd * 100.0).round() / 100.0
@@ -162,14 +95,10 @@ impl Capacity {
     /// An empty report costing a bed-day at `rate_per_bed_day` USD. The rate is used as
     /// given; the caller checks that it is finite and not negative.
     pub fn new(rate_per_bed_day: f64) -> Self {
-        let placements = STANDARD_KINDS
-            .iter()
-            .map(|&(p, b, m)| (Kind::new(p, b, m), 0))
-            .collect();
         Capacity {
             rate: rate_per_bed_day,
             days: Vec::new(),
-            placements,
+            placements: [0; KINDS.len()],
         }
     }
 
@@ -216,30 +145,27 @@ impl Capacity {
         let mut by_placement = ByPlacement::default();
         let mut atd = ByMonitoring::default();
         let mut placements = Vec::with_capacity(self.placements.len());
-        for (kind, &count) in &self.placements {
-            let (placement, basis, monitoring) = kind.names;
+        for (&(placement, basis, monitoring), &count) in KINDS.iter().zip(&self.placements) {
             match basis {
-                "priority_detention" => by_basis.priority_detention += count,
-                "detainer" => by_basis.detainer += count,
-                "capacity" => by_basis.capacity += count,
+                Basis::PriorityDetention => by_basis.priority_detention += count,
+                Basis::Detainer => by_basis.detainer += count,
+                Basis::Capacity => by_basis.capacity += count,
                 _ => {}
             }
             match placement {
-                "detain" => by_placement.detain += count,
-                _ => {
-                    by_placement.atd += count;
-                    match monitoring {
-                        Some("ankle_monitor") => atd.ankle_monitor += count,
-                        Some("telephonic") => atd.telephonic += count,
-                        Some("office_checkin") => atd.office_checkin += count,
-                        _ => {}
-                    }
-                }
+                Placement::Detain => by_placement.detain += count,
+                Placement::Atd => by_placement.atd += count,
+            }
+            match monitoring {
+                Some(Monitoring::AnkleMonitor) => atd.ankle_monitor += count,
+                Some(Monitoring::Telephonic) => atd.telephonic += count,
+                Some(Monitoring::OfficeCheckin) => atd.office_checkin += count,
+                None => {}
             }
             placements.push(PlacementRow {
-                placement: placement.to_owned(),
-                basis: basis.to_owned(),
-                monitoring: monitoring.map(str::to_owned),
+                placement: placement.as_str().to_owned(),
+                basis: basis.as_str().to_owned(),
+                monitoring: monitoring.map(|m| m.as_str().to_owned()),
                 count,
             });
         }
@@ -273,10 +199,12 @@ impl Capacity {
                 basis,
             } = &d.body
             {
-                *self
-                    .placements
-                    .entry(Kind::new(*placement, *basis, *monitoring))
-                    .or_insert(0) += 1;
+                let kind = (*placement, *basis, *monitoring);
+                let i = KINDS
+                    .iter()
+                    .position(|k| *k == kind)
+                    .expect("R4 decides only the kinds in KINDS");
+                self.placements[i] += 1;
             }
         }
     }
@@ -668,7 +596,7 @@ mod tests {
         assert!(report.days.is_empty());
         assert_eq!(report.totals.days, 0);
         assert_eq!(report.totals.peak_date, None);
-        assert_eq!(report.placements.len(), STANDARD_KINDS.len());
+        assert_eq!(report.placements.len(), KINDS.len());
         assert!(report.placements.iter().all(|p| p.count == 0));
         for format in [Format::Json, Format::Csv, Format::Md, Format::Html] {
             assert!(report.render(format).is_ok());

@@ -63,7 +63,8 @@ pub struct Ddor {
     /// Scratch space for building keys and lists without allocating.
     key: String,
     scratch: Vec<u32>,
-    declined: Declined,
+    /// The running counts; `by_state` is filled in from `by_state` at the end.
+    declined: DeclinedReleases,
     by_state: BTreeMap<String, u64>,
     /// Declined releases per offense, indexed like `offense_names`.
     offense_counts: Vec<u64>,
@@ -86,7 +87,7 @@ impl Ddor {
             list_ids: HashMap::new(),
             key: String::new(),
             scratch: Vec::new(),
-            declined: Declined::default(),
+            declined: DeclinedReleases::default(),
             by_state: BTreeMap::new(),
             offense_counts: Vec::new(),
         }
@@ -213,19 +214,20 @@ impl Ddor {
             CriminalStatus::Charged => self.declined.charged += 1,
             CriminalStatus::None => self.declined.none += 1,
         }
-        let policy = match from {
-            Custodian::Local(j) => engine.policy(j),
-            _ => None,
+        let (state, honors) = match from {
+            Custodian::Local(j) => (
+                engine.policy(j).map_or("unknown", |p| p.state.as_str()),
+                engine.stance(j).0,
+            ),
+            _ => ("unknown", false),
         };
-        let state = policy.map_or("unknown", |p| p.state.as_str());
         match self.by_state.get_mut(state) {
             Some(n) => *n += 1,
             None => {
                 self.by_state.insert(state.to_owned(), 1);
             }
         }
-        // A jurisdiction never heard of does not honor detainers (ICD section 4).
-        if policy.is_some_and(|p| p.honors_detainers) {
+        if honors {
             self.declined.in_honoring += 1;
         } else {
             self.declined.in_non_honoring += 1;
@@ -277,7 +279,6 @@ impl Ddor {
                 .cmp(&a.count)
                 .then_with(|| a.offense.cmp(&b.offense))
         });
-        let d = self.declined;
         DdorReport {
             from: format_time(&self.from),
             to: format_time(&self.to),
@@ -286,13 +287,8 @@ impl Ddor {
                 top_jurisdictions,
             },
             declined: DeclinedReleases {
-                total: d.total,
-                convicted: d.convicted,
-                charged: d.charged,
-                none: d.none,
                 by_state,
-                in_non_honoring: d.in_non_honoring,
-                in_honoring: d.in_honoring,
+                ..self.declined
             },
             offenses,
         }
@@ -305,17 +301,6 @@ fn set_key(key: &mut String, person_id: &str, detainer_id: &str) {
     key.push_str(person_id);
     key.push('\0');
     key.push_str(detainer_id);
-}
-
-/// The running counts of declined releases.
-#[derive(Debug, Default)]
-struct Declined {
-    total: u64,
-    convicted: u64,
-    charged: u64,
-    none: u64,
-    in_non_honoring: u64,
-    in_honoring: u64,
 }
 
 /// The Declined Detainer Outcome Report for one period. Serialized (with a leading
@@ -356,7 +341,7 @@ pub struct JurisdictionCount {
 /// the ICD marks as "a declined detainer for the report". R3.7 releases (a jurisdiction
 /// declines the detainer during a hold) also have basis `detainer_declined` but are not
 /// counted: the person was held for ICE first.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DeclinedReleases {
     pub total: u64,
     /// By the `criminal_status` of the released detainer as issued.

@@ -298,17 +298,22 @@ fn field_order(ty: &str) -> &'static [&'static str] {
     }
 }
 
+/// An expectation as written in a test, without indentation and blank lines.
+pub fn normalize(expect: &str) -> String {
+    expect
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Replays `log` and compares the rendering with `expect` (indentation and surrounding
 /// blank lines ignored).
 #[track_caller]
 pub fn check(log: Log, until: Option<&str>, expect: &str) {
     let actual = run(&log, until);
-    let expect = expect
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let expect = normalize(expect);
     if actual != expect {
         panic!(
             "decisions differ\n--- expected\n{expect}\n--- actual\n{actual}\n--- log\n{}",
