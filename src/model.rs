@@ -452,3 +452,13 @@ impl Decision {
         }
     }
 }
+
+/// Whether `id` is a `jurisdiction_id` (ICD section 1: `^[a-z0-9][a-z0-9_-]{1,62}$`).
+pub fn is_jurisdiction_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    (2..=63).contains(&bytes.len())
+        && matches!(bytes[0], b'a'..=b'z' | b'0'..=b'9')
+        && bytes[1..]
+            .iter()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+}

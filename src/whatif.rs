@@ -28,7 +28,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::engine::{Engine, Outcome, Policy};
 use crate::envelope::{self, Invalid};
-use crate::model::{Decision, Event, EventBody, Time};
+use crate::model::{Decision, Event, EventBody, Time, is_jurisdiction_id};
 use crate::replay::{Lines, Note, Summary, note_for, write_decisions};
 use crate::wire;
 
@@ -92,16 +92,6 @@ fn optional_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Time>, D::Err
     let text: Option<String> = Option::deserialize(d)?;
     text.map(|s| envelope::parse_time(&s).map_err(serde::de::Error::custom))
         .transpose()
-}
-
-/// Whether `id` is a `jurisdiction_id` (ICD section 1: `^[a-z0-9][a-z0-9_-]{1,62}$`).
-fn is_jurisdiction_id(id: &str) -> bool {
-    let bytes = id.as_bytes();
-    (2..=63).contains(&bytes.len())
-        && matches!(bytes[0], b'a'..=b'z' | b'0'..=b'9')
-        && bytes[1..]
-            .iter()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
 }
 
 /// Parses an overrides file: a JSON array of [`Override`], times RFC 3339 with an offset. An

@@ -1,0 +1,210 @@
+//! RabbitMQ plumbing of the live service: connecting, declaring the topology, and the
+//! properties of the messages it publishes.
+//!
+//! The topology here is the one shipped in `deploy/rabbitmq/definitions.json`; a test
+//! checks that the two agree.
+
+use lapin::options::{
+    BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+use crate::config;
+use crate::schemas::EVENT_TYPES;
+
+/// The content type of every message in and out (ICD section 1).
+pub const CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// Header naming why an inbound message was dead-lettered (a reason code).
+pub const REASON_HEADER: &str = "x-handoff-reason";
+/// Header with the specific explanation behind the reason code.
+pub const DETAIL_HEADER: &str = "x-handoff-detail";
+/// Header with the `user-id` the dead-lettered message was published with, if any.
+pub const USER_HEADER: &str = "x-handoff-user-id";
+
+/// Every reason code an inbound message can be dead-lettered with.
+pub const DEAD_LETTER_REASONS: &[&str] = &[
+    "oversized",
+    "not_utf8",
+    "not_json",
+    "unknown_type",
+    "schema",
+    "subject_mismatch",
+    "bad_field",
+    "unauthorized",
+    "unknown_offer",
+    "late_response",
+];
+
+/// Opens a connection named `name` (the name shows in RabbitMQ's management UI).
+pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
+    let properties = ConnectionProperties::default().with_connection_name(name.into());
+    Connection::connect(url, properties).await
+}
+
+/// A channel with publisher confirms turned on.
+pub async fn confirmed_channel(conn: &Connection) -> lapin::Result<Channel> {
+    let ch = conn.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    Ok(ch)
+}
+
+/// A channel for consuming, with at most `prefetch` unacknowledged deliveries.
+pub async fn consuming_channel(conn: &Connection, prefetch: u16) -> lapin::Result<Channel> {
+    let ch = conn.create_channel().await?;
+    ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
+    Ok(ch)
+}
+
+fn durable() -> ExchangeDeclareOptions {
+    ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    }
+}
+
+fn table(entries: &[(&str, &str)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in entries {
+        t.insert((*k).into(), AMQPValue::LongString(LongString::from(*v)));
+    }
+    t
+}
+
+/// Declares exchanges, queues and bindings (idempotent: RabbitMQ accepts a declaration
+/// equal to what exists, and refuses one that differs, which is then a start-up error).
+pub async fn declare_topology(ch: &Channel, c: &config::Amqp) -> lapin::Result<()> {
+    let queue_type = c.queue_type.as_str();
+    let queue = |name: &str, extra: &[(&str, &str)]| {
+        let mut args = vec![("x-queue-type", queue_type)];
+        args.extend_from_slice(extra);
+        let name: ShortString = name.into();
+        let args = table(&args);
+        async move {
+            ch.queue_declare(
+                name,
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                args,
+            )
+            .await
+        }
+    };
+    let bind = |q: &str, x: &str, key: &str| {
+        ch.queue_bind(
+            q.into(),
+            x.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+    };
+
+    ch.exchange_declare(
+        c.dead_letter_exchange.as_str().into(),
+        ExchangeKind::Topic,
+        durable(),
+        FieldTable::default(),
+    )
+    .await?;
+    queue(&c.dead_letter_queue, &[]).await?;
+    bind(&c.dead_letter_queue, &c.dead_letter_exchange, "#").await?;
+
+    ch.exchange_declare(
+        c.unrouted_exchange.as_str().into(),
+        ExchangeKind::Fanout,
+        durable(),
+        FieldTable::default(),
+    )
+    .await?;
+    queue(&c.unrouted_queue, &[]).await?;
+    bind(&c.unrouted_queue, &c.unrouted_exchange, "").await?;
+
+    ch.exchange_declare(
+        c.decisions_exchange.as_str().into(),
+        ExchangeKind::Topic,
+        durable(),
+        table(&[("alternate-exchange", &c.unrouted_exchange)]),
+    )
+    .await?;
+
+    ch.exchange_declare(
+        c.events_exchange.as_str().into(),
+        ExchangeKind::Topic,
+        durable(),
+        FieldTable::default(),
+    )
+    .await?;
+    queue(
+        &c.queue,
+        &[("x-dead-letter-exchange", c.dead_letter_exchange.as_str())],
+    )
+    .await?;
+    for t in EVENT_TYPES {
+        bind(&c.queue, &c.events_exchange, t).await?;
+    }
+    Ok(())
+}
+
+/// Properties of a published decision: persistent, typed, and identified by the
+/// decision id so that consumers can deduplicate a republished decision.
+pub fn decision_properties(id: &str, decision_type: &str) -> BasicProperties {
+    BasicProperties::default()
+        .with_content_type(CONTENT_TYPE.into())
+        .with_delivery_mode(2)
+        .with_message_id(id.into())
+        .with_type(decision_type.into())
+        .with_app_id("handoff".into())
+}
+
+/// Properties of a dead-lettered message: the original headers and identifying
+/// properties, persistent, with the reason, its explanation and the original user-id
+/// added as headers.
+pub fn dead_letter_properties(
+    original: &BasicProperties,
+    reason: &str,
+    detail: &str,
+) -> BasicProperties {
+    let mut headers = original.headers().clone().unwrap_or_default();
+    headers.insert(
+        REASON_HEADER.into(),
+        AMQPValue::LongString(LongString::from(reason)),
+    );
+    // Headers are bounded; a schema message is short, but never let one grow a header.
+    let detail: String = detail.chars().take(1000).collect();
+    headers.insert(
+        DETAIL_HEADER.into(),
+        AMQPValue::LongString(LongString::from(detail)),
+    );
+    // The original user-id is kept as a header: RabbitMQ refuses a user-id other than the
+    // service's own on what the service publishes.
+    if let Some(user) = original.user_id() {
+        headers.insert(
+            USER_HEADER.into(),
+            AMQPValue::LongString(LongString::from(user.as_str())),
+        );
+    }
+    let mut props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_headers(headers);
+    if let Some(v) = original.content_type() {
+        props = props.with_content_type(v.clone());
+    }
+    if let Some(v) = original.message_id() {
+        props = props.with_message_id(v.clone());
+    }
+    if let Some(v) = original.kind() {
+        props = props.with_type(v.clone());
+    }
+    if let Some(v) = original.app_id() {
+        props = props.with_app_id(v.clone());
+    }
+    if let Some(v) = original.timestamp() {
+        props = props.with_timestamp(*v);
+    }
+    props
+}
