@@ -25,6 +25,23 @@ use crate::report::ddor::Ddor;
 use crate::schemas;
 use crate::whatif;
 
+/// The long help of `handoff serve`, with the environment overrides listed.
+fn serve_about() -> String {
+    format!(
+        "Run the live service. It consumes events from the inbound queue (manual acks, bounded \
+prefetch), validates and authorizes each one (the AMQP user-id, mapped to an agency by the \
+publishers setting), appends it to the journal with fsync before acknowledging, and publishes \
+every decision to the decisions exchange with publisher confirms. Bad input is dead-lettered \
+with its reason in the x-handoff-reason header.\n\n\
+At start-up the journal is replayed to rebuild state; decisions not yet confirmed are \
+published again with the same ids, and timers that came due while stopped fire with their \
+own deadlines. SIGTERM or Ctrl-C stops consuming, finishes the batches in flight and exits.\n\n\
+Settings come from --config (TOML; see deploy/handoff.toml), then from these environment \
+variables:\n{}",
+        crate::config::env_help()
+    )
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "handoff",
@@ -34,7 +51,7 @@ use crate::whatif;
 custody under the rules of the ICD (R1-R5), and writes each decision as a CloudEvent.\n\n\
 Decisions are a pure function of the event log: replaying a log always prints the same \
 bytes.",
-    after_help = "Examples:\n  handoff replay samples/week.jsonl\n  handoff replay journal.jsonl --until 2017-02-04T00:00:00Z\n  handoff validate samples/week.jsonl\n  handoff gen --events 1000000 --seed 7 > big.jsonl\n  handoff explain P-170004 samples/week.jsonl\n  handoff report ddor samples/week.jsonl --from 2017-01-28T00:00:00Z --to 2017-02-04T00:00:00Z --format html > ddor.html\n  handoff report capacity samples/week.jsonl --format csv\n  handoff replay samples/week.jsonl --policy overrides.json --diff"
+    after_help = "Examples:\n  handoff replay samples/week.jsonl\n  handoff replay journal.jsonl --until 2017-02-04T00:00:00Z\n  handoff validate samples/week.jsonl\n  handoff gen --events 1000000 --seed 7 > big.jsonl\n  handoff explain P-170004 samples/week.jsonl\n  handoff report ddor samples/week.jsonl --from 2017-01-28T00:00:00Z --to 2017-02-04T00:00:00Z --format html > ddor.html\n  handoff report capacity samples/week.jsonl --format csv\n  handoff replay samples/week.jsonl --policy overrides.json --diff\n  handoff publish samples/week.jsonl --url amqp://bop:PASSWORD@rabbit:5672/%2f --rate 100"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -139,6 +156,27 @@ always produce the same bytes. All person ids are invented."
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Publish a JSON-lines log of events to RabbitMQ (`handoff.events`), with publisher
+    /// confirms.
+    #[command(long_about = "Publish a JSON-lines log of events to RabbitMQ: one \
+persistent message per event on the events exchange, routing key = the event type, with \
+publisher confirms. The whole file is validated first; if any line is bad (reported as \
+FILE:LINE: reason) nothing is published. Each message's user-id is the URL's user, or with \
+--impersonate the first publisher of --config allowed to send the event (the URL's user \
+then needs RabbitMQ's impersonator tag). A journal's handoffreceived and handoffcrc \
+attributes are dropped.\n\n\
+Exit status: 0 if every event was published and confirmed, 1 if a line is invalid or a \
+message was returned (unroutable) or nacked, 2 if the file, the configuration or the \
+broker could not be used.")]
+    Publish(crate::publish::PublishArgs),
+    /// Run the live service: consume events from RabbitMQ, journal them, publish decisions.
+    #[command(long_about = serve_about())]
+    Serve {
+        /// The TOML configuration file. Without it, defaults: a local RabbitMQ as guest,
+        /// handoff-journal.jsonl in the current directory, HTTP on 127.0.0.1:9464.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,6 +259,8 @@ pub fn main() -> ExitCode {
             start,
             output,
         } => cmd_gen(events, seed, people, start, output),
+        Command::Publish(args) => Ok(crate::publish::run(&args)),
+        Command::Serve { config } => Ok(crate::service::run(config.as_deref())),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,551 @@
+#!/usr/bin/env python3
+"""Checks deploy/rabbitmq/definitions.json against a running RabbitMQ, for real.
+
+How to run (needs the management plugin and the `pika` AMQP client):
+
+    python3 -m venv /tmp/handoff-check && /tmp/handoff-check/bin/pip install pika
+    /tmp/handoff-check/bin/python deploy/rabbitmq/check-definitions.py \
+        [--api http://guest:guest@127.0.0.1:15672/api] [--amqp amqp://127.0.0.1:5672]
+
+`--api` must name an administrator (it imports definitions and deletes what it created).
+
+What it does:
+1. Reads the file and checks it statically: the topology `handoff serve` declares (exchanges,
+   queues, arguments, the 12 event-type bindings), and that every password hash is a
+   well-formed rabbit_password_hashing_sha256 hash (it says which ones are still the demo
+   passwords, equal to the user name).
+2. Imports a rewritten copy through the management API (`POST /api/definitions`): vhost "/"
+   becomes a throwaway vhost `deploy-check-<pid>`, every user `deploy-check-<pid>-<name>`,
+   and every password a random one made for this run with the same hash function (so a
+   login proves the hashing is RabbitMQ's, and no guessable password ever exists on the
+   broker).
+3. Lists what the broker now holds in that vhost (exchanges, queues, bindings, permissions,
+   topic permissions, policies and the policy in force on each queue, user tags) and
+   compares it with the file.
+4. Connects over AMQP as each user and proves least privilege: what each user must be able
+   to do works, and what it must not do is refused by the broker (ACCESS_REFUSED 403, or
+   PRECONDITION_FAILED 406 for a forged user-id); and that every decision and dead letter
+   is routed where the README says (agency queues, audit, unrouted, dead-letter).
+5. In a second, empty throwaway vhost, proves the service's user may create its whole
+   topology from nothing (declare_topology = true on a broker without these definitions).
+6. Always (also on failure or Ctrl-C) deletes the throwaway vhosts and users, then checks
+   nothing of them is left.
+
+It never reads, changes or deletes anything in vhost "/" and touches no user it did not
+create. Exit status 0 when every check passed.
+"""
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import re
+import secrets
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+try:
+    import pika
+    from pika.exceptions import ChannelClosedByBroker, UnroutableError
+except ImportError:  # pragma: no cover
+    sys.exit("check-definitions.py needs pika: python3 -m venv V && V/bin/pip install pika")
+
+HERE = Path(__file__).resolve().parent
+DEFINITIONS = HERE / "definitions.json"
+
+# ICD section 2: the event types, each the routing key of its events on handoff.events.
+EVENT_TYPES = [
+    "jurisdiction.policy.updated",
+    "ice.detainer.issued",
+    "ice.detainer.withdrawn",
+    "local.claim.lodged",
+    "bop.release.scheduled",
+    "ice.first_refusal.response",
+    "court.writ.issued",
+    "local.release.due",
+    "local.detainer.declined",
+    "hold.expired",
+    "ice.custody.assumed",
+    "ice.capacity.updated",
+]
+
+# What `handoff serve` declares (src/config.rs defaults, queue_type = quorum).
+SERVICE_EXCHANGES = {
+    "handoff.events": ("topic", {}),
+    "handoff.decisions": ("topic", {"alternate-exchange": "handoff.unrouted"}),
+    "handoff.dead-letter": ("topic", {}),
+    "handoff.unrouted": ("fanout", {}),
+}
+SERVICE_QUEUES = {
+    "handoff.inbound": {"x-queue-type": "quorum", "x-dead-letter-exchange": "handoff.dead-letter"},
+    "handoff.dead-letter": {"x-queue-type": "quorum"},
+    "handoff.unrouted": {"x-queue-type": "quorum"},
+}
+SERVICE_BINDINGS = {("handoff.events", "handoff.inbound", t) for t in EVENT_TYPES} | {
+    ("handoff.dead-letter", "handoff.dead-letter", "#"),
+    ("handoff.unrouted", "handoff.unrouted", ""),
+}
+
+# Decisions published by the check (ICD section 3), and which agency queue must get which.
+DECISION_KEYS = [
+    "offer.ice", "transfer.ice", "transfer.local.tx-travis-county", "hold.tx-travis-county",
+    "release.bop.fci-bastrop", "release.local.tx-travis-county", "release.ice.ice", "placement.ice",
+    "hold.nowhere",  # a jurisdiction without a queue: must land in handoff.unrouted
+]
+AGENCY_KEYS = {
+    "bop": ["transfer.ice", "transfer.local.tx-travis-county", "release.bop.fci-bastrop"],
+    "ice": ["offer.ice", "transfer.ice", "transfer.local.tx-travis-county", "release.ice.ice", "placement.ice"],
+    "tx-travis-county": ["hold.tx-travis-county", "transfer.local.tx-travis-county",
+                         "release.local.tx-travis-county"],
+}
+
+FAILURES = []
+
+
+def check(ok, what):
+    print(("  ok    " if ok else "  FAIL  ") + what)
+    if not ok:
+        FAILURES.append(what)
+    return ok
+
+
+def rabbit_sha256(password, salt=None):
+    """rabbit_password_hashing_sha256: base64(salt(4) + sha256(salt + utf8 password))."""
+    salt = os.urandom(4) if salt is None else salt
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode("utf-8")).digest()).decode()
+
+
+# --- management API ------------------------------------------------------------------
+
+class Api:
+    def __init__(self, url):
+        p = urllib.parse.urlsplit(url)
+        self.base = urllib.parse.urlunsplit((p.scheme, p.hostname + (f":{p.port}" if p.port else ""),
+                                             p.path.rstrip("/"), "", ""))
+        user = urllib.parse.unquote(p.username or "guest")
+        password = urllib.parse.unquote(p.password or "guest")
+        self.auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def call(self, method, path, body=None, ok=(200, 201, 204)):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Authorization", self.auth)
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                text = resp.read().decode()
+                status = resp.status
+        except urllib.error.HTTPError as e:
+            text, status = e.read().decode(), e.code
+        if status not in ok:
+            raise RuntimeError(f"{method} {path}: HTTP {status}: {text[:500]}")
+        return json.loads(text) if text.strip() else None
+
+    def get(self, path):
+        return self.call("GET", path)
+
+
+def q(name):
+    return urllib.parse.quote(name, safe="")
+
+
+# --- 1. static checks ----------------------------------------------------------------
+
+def static_checks(defs):
+    print("1. static checks of", DEFINITIONS.relative_to(HERE.parent.parent))
+    check([v["name"] for v in defs["vhosts"]] == ["/"], 'one vhost, "/"')
+    ex = {e["name"]: e for e in defs["exchanges"]}
+    for name, (typ, args) in SERVICE_EXCHANGES.items():
+        e = ex.get(name)
+        check(e is not None and e["type"] == typ and e["durable"] and not e["auto_delete"]
+              and not e["internal"] and e["arguments"] == args,
+              f"exchange {name}: {typ}, durable, arguments {args}")
+    qs = {x["name"]: x for x in defs["queues"]}
+    for name, args in SERVICE_QUEUES.items():
+        x = qs.get(name)
+        check(x is not None and x["durable"] and not x["auto_delete"] and x["arguments"] == args,
+              f"queue {name}: durable, arguments {args}")
+    for x in defs["queues"]:
+        check(x["arguments"].get("x-queue-type") == "quorum" and x["durable"],
+              f"queue {x['name']} is a durable quorum queue")
+    bs = {(b["source"], b["destination"], b["routing_key"]) for b in defs["bindings"]}
+    missing = SERVICE_BINDINGS - bs
+    check(not missing, f"the service's {len(SERVICE_BINDINGS)} bindings (12 event types, "
+          f"dead-letter #, unrouted fanout)" + (f"; missing {sorted(missing)}" if missing else ""))
+    inbound = {k for (s, d, k) in bs if d == "handoff.inbound"}
+    check(inbound == set(EVENT_TYPES), "handoff.inbound is bound to exactly the 12 event types")
+    demo = []
+    for u in defs["users"]:
+        raw = base64.b64decode(u["password_hash"])
+        check(u["hashing_algorithm"] == "rabbit_password_hashing_sha256" and len(raw) == 36,
+              f"user {u['name']}: a salted sha256 password hash")
+        if rabbit_sha256(u["name"], raw[:4]) == u["password_hash"]:
+            demo.append(u["name"])
+    if demo:
+        print(f"  note  DEMO PASSWORDS (password = user name) for: {', '.join(demo)}")
+
+
+# --- 2. import a rewritten copy ------------------------------------------------------
+
+def rewrite(defs, vhost, prefix, password):
+    d = json.loads(json.dumps(defs))
+    d["vhosts"] = [{"name": vhost, "description": "deploy/rabbitmq/check-definitions.py (temporary)"}]
+    for u in d["users"]:
+        u["name"] = prefix + u["name"]
+        u["password_hash"] = rabbit_sha256(password)
+    for key in ("permissions", "topic_permissions"):
+        for p in d[key]:
+            assert p["vhost"] == "/"
+            p["vhost"] = vhost
+            p["user"] = prefix + p["user"]
+    for key in ("queues", "exchanges", "bindings", "policies", "parameters"):
+        for x in d.get(key, []):
+            assert x["vhost"] == "/"
+            x["vhost"] = vhost
+    return d
+
+
+# --- 3. compare what the broker holds -------------------------------------------------
+
+def broker_checks(api, defs, vhost, prefix):
+    print(f"3. what the broker holds in vhost {vhost}")
+    v = q(vhost)
+    got = {e["name"]: e for e in api.get(f"/exchanges/{v}") if not e["name"].startswith("amq.") and e["name"]}
+    want = {e["name"]: e for e in defs["exchanges"]}
+    check(set(got) == set(want), f"exchanges {sorted(got)}")
+    for name, e in want.items():
+        g = got.get(name, {})
+        check(g.get("type") == e["type"] and g.get("durable") and g.get("arguments") == e["arguments"]
+              and g.get("internal") == e["internal"],
+              f"exchange {name} ({g.get('type')}, internal {g.get('internal')}, arguments {g.get('arguments')})")
+    got = {x["name"]: x for x in api.get(f"/queues/{v}")}
+    want = {x["name"]: x for x in defs["queues"]}
+    check(set(got) == set(want), f"queues {sorted(got)}")
+    for name, x in want.items():
+        g = got.get(name, {})
+        check(g.get("type") == "quorum" and g.get("durable") and g.get("arguments") == x["arguments"],
+              f"queue {name} ({g.get('type')}, arguments {g.get('arguments')})")
+    got = {(b["source"], b["destination"], b["routing_key"]) for b in api.get(f"/bindings/{v}") if b["source"]}
+    want = {(b["source"], b["destination"], b["routing_key"]) for b in defs["bindings"]}
+    check(got == want, f"{len(got)} bindings, as in the file"
+          + ("" if got == want else f"; extra {sorted(got - want)}, missing {sorted(want - got)}"))
+    # (The administrator that created the vhost was given permissions on it too: not ours.)
+    got = {(p["user"], p["configure"], p["write"], p["read"]) for p in api.get(f"/vhosts/{v}/permissions")
+           if p["user"].startswith(prefix)}
+    want = {(prefix + p["user"], p["configure"], p["write"], p["read"]) for p in defs["permissions"]}
+    check(got == want, f"{len(got)} users' permissions, as in the file")
+    got = {(p["user"], p["exchange"], p["write"], p["read"]) for p in api.get(f"/vhosts/{v}/topic-permissions")}
+    want = {(prefix + p["user"], p["exchange"], p["write"], p["read"]) for p in defs["topic_permissions"]}
+    check(got == want, f"{len(got)} topic permissions, as in the file")
+    got = {(p["name"], p["pattern"], p["apply-to"], json.dumps(p["definition"], sort_keys=True))
+           for p in api.get(f"/policies/{v}")}
+    want = {(p["name"], p["pattern"], p["apply-to"], json.dumps(p["definition"], sort_keys=True))
+            for p in defs["policies"]}
+    check(got == want, f"policies {sorted(x[0] for x in got)}")
+    for p in defs["policies"]:
+        for x in defs["queues"]:
+            if re.search(p["pattern"], x["name"]):
+                # The management API shows a queue's policy with its next stats (every few seconds).
+                for _ in range(30):
+                    g = api.get(f"/queues/{v}/{q(x['name'])}")
+                    if g.get("policy"):
+                        break
+                    time.sleep(1)
+                check(g.get("policy") == p["name"] and g.get("effective_policy_definition") == p["definition"],
+                      f"queue {x['name']} runs under policy {g.get('policy')}: "
+                      f"{g.get('effective_policy_definition')}")
+    for u in defs["users"]:
+        g = api.get(f"/users/{q(prefix + u['name'])}")
+        tags = g["tags"] if isinstance(g["tags"], list) else [t for t in g["tags"].split(",") if t]
+        check(sorted(tags) == sorted(u["tags"]), f"user {u['name']} tags {sorted(tags)}")
+
+
+# --- 4. AMQP: least privilege ---------------------------------------------------------
+
+class Amqp:
+    """One connection per user; each attempt on a fresh channel with publisher confirms, so
+    that a refusal (which closes the channel) is seen at once and does not spoil the next."""
+
+    def __init__(self, url, vhost, user, password):
+        params = pika.URLParameters(url)
+        params.virtual_host = vhost
+        params.credentials = pika.PlainCredentials(user, password)
+        params.heartbeat = 0
+        self.conn = pika.BlockingConnection(params)
+        self.user = user
+
+    def attempt(self, fn):
+        """Runs fn(channel): returns 'ok', or the broker's reply code when it closed the channel."""
+        ch = self.conn.channel()
+        ch.confirm_delivery()
+        try:
+            fn(ch)
+        except ChannelClosedByBroker as e:
+            return e.reply_code
+        except UnroutableError:
+            return "unroutable"
+        ch.close()
+        return "ok"
+
+    def close(self):
+        if self.conn.is_open:
+            self.conn.close()
+
+
+def publish(exchange, key, user_id=None, headers=None, mandatory=True):
+    props = pika.BasicProperties(user_id=user_id, headers=headers, delivery_mode=2,
+                                 content_type="application/cloudevents+json")
+
+    def fn(ch):
+        ch.basic_publish(exchange, key, b"{}", props, mandatory=mandatory)
+    return fn
+
+
+def declare_queue(name, args=None):
+    return lambda ch: ch.queue_declare(name, durable=True, arguments=args or {"x-queue-type": "quorum"})
+
+
+def get(queue):
+    return lambda ch: ch.basic_get(queue, auto_ack=True)
+
+
+def expect(conn, what, fn, want):
+    got = conn.attempt(fn)
+    check(got == want, f"{what}: {'allowed' if got == 'ok' else got}"
+          + ("" if got == want else f" (expected {'allowed' if want == 'ok' else want})"))
+
+
+def drain(conn, queue):
+    """Takes every message of queue; returns their routing keys and headers."""
+    out = []
+
+    def fn(ch):
+        while True:
+            method, props, _ = ch.basic_get(queue, auto_ack=True)
+            if method is None:
+                return
+            out.append((method.routing_key, props.headers or {}, props.user_id))
+    check(conn.attempt(fn) == "ok", f"{conn.user.split('-', 3)[-1]} reads {queue}")
+    return out
+
+
+def amqp_checks(url, api_url, vhost, prefix, password):
+    print(f"4. AMQP least privilege in vhost {vhost} (users {prefix}*)")
+    u = {n: prefix + n for n in ("handoff", "bop", "ice", "tx-travis-county", "us-district-tx-w", "operator")}
+    conns = {}
+    try:
+        for name, user in u.items():
+            conns[name] = Amqp(url, vhost, user, password)
+        check(True, "every user logs in (the password hash function is RabbitMQ's)")
+        svc, bop, ice, tx, court, op = (conns[n] for n in u)
+        ACCESS_REFUSED, PRECONDITION_FAILED = 403, 406
+
+        print("  -- handoff (the service)")
+        def declare_topology(ch):
+            for name, (typ, args) in SERVICE_EXCHANGES.items():
+                ch.exchange_declare(name, typ, durable=True, arguments=args)
+            for name, args in SERVICE_QUEUES.items():
+                ch.queue_declare(name, durable=True, arguments=args)
+            for src, dst, key in sorted(SERVICE_BINDINGS):
+                ch.queue_bind(dst, src, key)
+            ch.basic_qos(prefetch_count=1000)
+        expect(svc, "handoff declares its whole topology (declare_topology = true)", declare_topology, "ok")
+        for key in DECISION_KEYS:
+            expect(svc, f"handoff publishes a decision ({key})", publish("handoff.decisions", key), "ok")
+        expect(svc, "handoff dead-letters (routing key schema, header x-handoff-reason)",
+               publish("handoff.dead-letter", "schema", headers={"x-handoff-reason": "schema"}), "ok")
+        expect(svc, "handoff publishes to handoff.events", publish("handoff.events", "hold.expired"), ACCESS_REFUSED)
+        expect(svc, "handoff publishes to the default exchange", publish("", "handoff.inbound"), ACCESS_REFUSED)
+        expect(svc, "handoff publishes to agency.decisions (internal)", publish("agency.decisions", "offer.ice"),
+               ACCESS_REFUSED)
+        expect(svc, "handoff declares agency.bop", declare_queue("agency.bop"), ACCESS_REFUSED)
+        expect(svc, "handoff declares handoff.audit", declare_queue("handoff.audit"), ACCESS_REFUSED)
+        expect(svc, "handoff reads handoff.audit", get("handoff.audit"), ACCESS_REFUSED)
+        expect(svc, "handoff reads agency.ice", get("agency.ice"), ACCESS_REFUSED)
+
+        print("  -- agencies: write on handoff.events, only their own routing keys")
+        cases = [
+            (bop, "bop", ["bop.release.scheduled"],
+             ["ice.detainer.issued", "jurisdiction.policy.updated", "court.writ.issued"]),
+            (ice, "ice", ["ice.detainer.issued", "ice.detainer.withdrawn", "ice.first_refusal.response",
+                          "ice.custody.assumed", "ice.capacity.updated", "jurisdiction.policy.updated"],
+             ["bop.release.scheduled", "local.claim.lodged", "hold.expired", "court.writ.issued"]),
+            (tx, "tx-travis-county", ["local.claim.lodged", "local.release.due", "local.detainer.declined",
+                                      "hold.expired", "jurisdiction.policy.updated"],
+             ["ice.custody.assumed", "bop.release.scheduled", "court.writ.issued"]),
+            (court, "us-district-tx-w", ["court.writ.issued"],
+             ["local.release.due", "ice.detainer.issued", "jurisdiction.policy.updated"]),
+        ]
+        published = []
+        for conn, name, allowed, refused in cases:
+            for key in allowed:
+                expect(conn, f"{name} publishes {key}", publish("handoff.events", key, user_id=u[name]), "ok")
+                published.append(key)
+            for key in refused:
+                expect(conn, f"{name} publishes {key}", publish("handoff.events", key), ACCESS_REFUSED)
+            expect(conn, f"{name} publishes straight to handoff.inbound through the default exchange",
+                   publish("", "handoff.inbound"), ACCESS_REFUSED)
+            expect(conn, f"{name} publishes to amq.topic", publish("amq.topic", allowed[0]), ACCESS_REFUSED)
+            expect(conn, f"{name} publishes to handoff.decisions", publish("handoff.decisions", "offer.ice"),
+                   ACCESS_REFUSED)
+            expect(conn, f"{name} declares a queue", declare_queue(f"agency.{name}.extra"), ACCESS_REFUSED)
+            expect(conn, f"{name} reads handoff.inbound", get("handoff.inbound"), ACCESS_REFUSED)
+        expect(bop, "bop forges user-id ice", publish("handoff.events", "bop.release.scheduled", user_id=u["ice"]),
+               PRECONDITION_FAILED)
+        expect(bop, "bop reads agency.ice", get("agency.ice"), ACCESS_REFUSED)
+        expect(tx, "tx-travis-county reads handoff.audit", get("handoff.audit"), ACCESS_REFUSED)
+        expect(court, "us-district-tx-w reads agency.bop", get("agency.bop"), ACCESS_REFUSED)
+
+        print("  -- operator (impersonator, monitoring)")
+        expect(op, "operator publishes bop.release.scheduled as user-id bop (impersonator)",
+               publish("handoff.events", "bop.release.scheduled", user_id=u["bop"],
+                       headers={"x-check": "impersonated"}), "ok")
+        published.append("bop.release.scheduled")
+        expect(op, "operator publishes to handoff.decisions", publish("handoff.decisions", "offer.ice"), ACCESS_REFUSED)
+        expect(op, "operator declares a queue", declare_queue("operator.scratch"), ACCESS_REFUSED)
+        expect(op, "operator reads handoff.inbound", get("handoff.inbound"), ACCESS_REFUSED)
+        expect(op, "operator reads agency.bop", get("agency.bop"), ACCESS_REFUSED)
+
+        print("  -- routing")
+        time.sleep(0.5)
+        got = drain(svc, "handoff.inbound")
+        check(sorted(k for k, _, _ in got) == sorted(published),
+              f"handoff.inbound received the {len(published)} allowed events, nothing else")
+        check([uid for _, h, uid in got if h.get("x-check") == "impersonated"] == [u["bop"]],
+              "the impersonated event arrived with user-id bop")
+        # The management API as operator (monitoring tag + read on handoff.audit), as in the
+        # README's demo: list the queues, peek at the audit queue without consuming it.
+        p = urllib.parse.urlsplit(api_url)
+        op_api = Api(urllib.parse.urlunsplit((p.scheme, f"{q(u['operator'])}:{q(password)}@{p.hostname}"
+                                              + (f":{p.port}" if p.port else ""), p.path, "", "")))
+        depth = {x["name"]: x for x in op_api.get(f"/queues/{q(vhost)}")}
+        check(set(depth) >= {"handoff.audit", "agency.bop"}, "operator lists the queues through the management API")
+        peek = op_api.call("POST", f"/queues/{q(vhost)}/handoff.audit/get",
+                           {"count": 5, "ackmode": "ack_requeue_true", "encoding": "auto"})
+        check(len(peek) == 5, "operator peeks at 5 decisions of handoff.audit through the management API")
+        audit = sorted(k for k, _, _ in drain(op, "handoff.audit"))
+        check(audit == sorted(DECISION_KEYS), f"handoff.audit (#) received every decision: {audit}")
+        unrouted = [k for k, _, _ in drain(op, "handoff.unrouted")]
+        check(unrouted == ["hold.nowhere"],
+              f"handoff.unrouted received only the decision no agency queue took: {unrouted}")
+        for name, conn in (("bop", bop), ("ice", ice), ("tx-travis-county", tx)):
+            got = sorted(k for k, _, _ in drain(conn, f"agency.{name}"))
+            check(got == sorted(AGENCY_KEYS[name]), f"agency.{name} received {got}")
+        dead = drain(op, "handoff.dead-letter")
+        check([(k, h.get("x-handoff-reason")) for k, h, _ in dead] == [("schema", "schema")],
+              "handoff.dead-letter received the dead-lettered message with its reason header")
+
+        # The queue's own dead-lettering (x-dead-letter-exchange): a rejected delivery.
+        expect(bop, "bop publishes one more bop.release.scheduled",
+               publish("handoff.events", "bop.release.scheduled"), "ok")
+
+        def reject(ch):
+            method, _, _ = ch.basic_get("handoff.inbound")
+            ch.basic_reject(method.delivery_tag, requeue=False)
+        expect(svc, "handoff rejects it without requeue", reject, "ok")
+        time.sleep(0.5)
+        dead = drain(op, "handoff.dead-letter")
+        check([k for k, _, _ in dead] == ["bop.release.scheduled"],
+              "the rejected delivery was dead-lettered by handoff.inbound to handoff.dead-letter")
+    finally:
+        for c in conns.values():
+            try:
+                c.close()
+            except Exception:
+                pass
+
+
+def fresh_checks(api, url, defs, vhost, prefix, password):
+    """The service's permissions suffice to create its topology where none exists (a broker
+    without the definitions, declare_topology = true): creating an exchange with an
+    alternate exchange, or a queue with a dead-letter exchange, needs more than redeclaring."""
+    print(f"5. handoff creates its topology in an empty vhost {vhost}")
+    d = rewrite(defs, vhost, prefix, password)
+    d["users"] = [u for u in d["users"] if u["name"] == prefix + "handoff"]
+    d["permissions"] = [p for p in d["permissions"] if p["user"] == prefix + "handoff"]
+    for key in ("topic_permissions", "queues", "exchanges", "bindings", "policies", "parameters"):
+        d[key] = []
+    api.call("POST", "/definitions", d)
+    svc = Amqp(url, vhost, prefix + "handoff", password)
+    try:
+        for name, (typ, args) in SERVICE_EXCHANGES.items():
+            expect(svc, f"handoff creates exchange {name}",
+                   lambda ch: ch.exchange_declare(name, typ, durable=True, arguments=args), "ok")
+        for name, args in SERVICE_QUEUES.items():
+            expect(svc, f"handoff creates queue {name}",
+                   lambda ch: ch.queue_declare(name, durable=True, arguments=args), "ok")
+
+        def bind(ch):
+            for src, dst, key in sorted(SERVICE_BINDINGS):
+                ch.queue_bind(dst, src, key)
+        expect(svc, f"handoff creates its {len(SERVICE_BINDINGS)} bindings", bind, "ok")
+    finally:
+        svc.close()
+
+
+# --- 6. clean up ----------------------------------------------------------------------
+
+def cleanup(api, vhosts, users):
+    print("6. clean up")
+    for vhost in vhosts:
+        assert vhost != "/" and vhost.startswith("deploy-check-")
+        api.call("DELETE", f"/vhosts/{q(vhost)}", ok=(204, 404))
+    for user in users:
+        assert user.startswith("deploy-check-")
+        api.call("DELETE", f"/users/{q(user)}", ok=(204, 404))
+    left_v = [v["name"] for v in api.get("/vhosts") if v["name"] in vhosts]
+    left_u = [x["name"] for x in api.get("/users") if x["name"] in users]
+    check(not left_v and not left_u, f"vhosts {', '.join(vhosts)} and {len(users)} users deleted"
+          + (f"; LEFT: {left_v + left_u}" if left_v or left_u else ""))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--api", default="http://guest:guest@127.0.0.1:15672/api",
+                    help="management API URL with an administrator's credentials")
+    ap.add_argument("--amqp", default="amqp://127.0.0.1:5672", help="AMQP URL (host and port only)")
+    args = ap.parse_args()
+
+    defs = json.loads(DEFINITIONS.read_text())
+    static_checks(defs)
+
+    api = Api(args.api)
+    pid = os.getpid()
+    vhost, fresh = f"deploy-check-{pid}", f"deploy-check-{pid}-empty"
+    prefix, fresh_prefix = f"deploy-check-{pid}-", f"deploy-check-{pid}-empty-"
+    password = secrets.token_urlsafe(24)
+    users = [prefix + u["name"] for u in defs["users"]] + [fresh_prefix + "handoff"]
+    existing_v = {v["name"] for v in api.get("/vhosts")}
+    existing_u = {u["name"] for u in api.get("/users")}
+    if existing_v & {vhost, fresh} or existing_u & set(users):
+        sys.exit(f"{vhost} or its users exist already; not touching them")
+
+    try:
+        print(f"2. import a copy into vhost {vhost} (POST /api/definitions)")
+        api.call("POST", "/definitions", rewrite(defs, vhost, prefix, password))
+        check(True, "import accepted")
+        broker_checks(api, defs, vhost, prefix)
+        amqp_checks(args.amqp, args.api, vhost, prefix, password)
+        fresh_checks(api, args.amqp, defs, fresh, fresh_prefix, password)
+    except Exception as e:  # report, then clean up
+        check(False, f"{type(e).__name__}: {e}")
+    finally:
+        cleanup(api, [vhost, fresh], users)
+
+    print()
+    if FAILURES:
+        print(f"{len(FAILURES)} check(s) FAILED:")
+        for f in FAILURES:
+            print("  -", f)
+        return 1
+    print("all checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,841 @@
+//! `handoff serve`: the live service, a thin shell that feeds the engine from RabbitMQ.
+//!
+//! The path of one inbound message: size check → parse and schema check (`envelope`) →
+//! authorization by the AMQP `user-id` (`authz`) → engine → journal append. A batch of
+//! such messages is made durable with one fsync (group commit), and only then handed to
+//! the publisher task, which publishes the batch's decisions and dead letters with
+//! publisher confirms and, once all are confirmed, acknowledges the batch's deliveries
+//! with one `basic.ack(multiple)`. While it waits for confirms, the next batch is being
+//! validated and journaled.
+//!
+//! Crash safety rests on three facts. Decisions are a pure function of the journal, so
+//! start-up replays the journal and recomputes them, ids included. The outbox mark (a
+//! count of confirmed decisions) says how many of those were surely published; the rest
+//! are published again (at least once, same ids). And a message is acknowledged only
+//! after it is journaled or dead-lettered, so whatever was not is delivered again, and a
+//! redelivered event that is in the journal is a duplicate: acknowledged, nothing decided.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{SubsecRound, Utc};
+use futures_lite::StreamExt;
+use futures_lite::future::poll_once;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Confirmation, Connection};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::amqp;
+use crate::authz::{self, Agency};
+use crate::config::{Config, LogFormat};
+use crate::engine::{Engine, Outcome};
+use crate::envelope::{self, Invalid};
+use crate::http::{self, Health};
+use crate::journal::{FileJournal, Journal, OutboxMark};
+use crate::metrics::Metrics;
+use crate::model::{Decision, Time};
+use crate::schemas::{DECISION_TYPES, EVENT_TYPES};
+use crate::wire;
+
+/// Why the service stopped or a session with RabbitMQ ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The connection or a channel failed: reconnect and carry on.
+    #[error("RabbitMQ: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("RabbitMQ closed the consumer")]
+    ConsumerClosed,
+    #[error("RabbitMQ refused decision {id}: {why}")]
+    Refused { id: String, why: String },
+    /// The journal cannot be read or written: stop; nothing unjournaled was acknowledged.
+    #[error("journal: {0}")]
+    Journal(#[from] crate::journal::JournalError),
+}
+
+impl ServeError {
+    /// Whether reconnecting can help. A journal failure cannot be retried in place: the
+    /// engine has already seen events that may not be on disk, so the process must stop
+    /// and rebuild its state from the journal.
+    fn is_transient(&self) -> bool {
+        !matches!(self, ServeError::Journal(_))
+    }
+}
+
+/// One decision ready to publish, with its position in decision order.
+#[derive(Debug)]
+struct Outgoing {
+    /// 0-based position in the sequence of all decisions the journal implies.
+    index: u64,
+    id: String,
+    decision_type: &'static str,
+    routing_key: String,
+    body: Vec<u8>,
+}
+
+/// An inbound message refused, to be published on the dead-letter exchange.
+struct DeadLetter {
+    reason: &'static str,
+    detail: String,
+    delivery: Delivery,
+}
+
+/// What the core hands to the publisher task: publish these, then acknowledge.
+struct Batch {
+    decisions: Vec<Arc<Outgoing>>,
+    dead_letters: Vec<DeadLetter>,
+    /// The highest delivery tag of the batch; every lower tag is in this or an earlier batch.
+    ack_upto: Option<u64>,
+    /// When each delivery of the batch arrived (for the consume-to-confirm histogram).
+    arrived: Vec<Instant>,
+    /// Counts of accepted events by type, reported once the batch is acknowledged.
+    accepted: Vec<&'static str>,
+}
+
+/// The service's state across sessions (connections): engine, journal and outbox.
+pub struct Core {
+    config: Config,
+    agencies: BTreeMap<String, Agency>,
+    engine: Engine,
+    journal: FileJournal,
+    /// Decisions not yet confirmed by RabbitMQ, in order.
+    outbox: VecDeque<Arc<Outgoing>>,
+    /// How many decisions the journal implies so far (the next decision's index).
+    decided: u64,
+    /// The latest time given to the engine (an event's `handoffreceived` or a `fire`),
+    /// so that stamps never go backwards even if the wall clock does.
+    high_water: Option<Time>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+impl Core {
+    /// Opens the journal, replays it into a fresh engine, and queues every decision
+    /// beyond the outbox mark for publishing. Timers that came due while the service was
+    /// stopped are fired here, with their original deadlines as `time`.
+    pub fn recover(
+        config: Config,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Result<Core, anyhow::Error> {
+        let agencies = config.agencies()?;
+        let path = config.journal.path.clone();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        }
+        let mark = OutboxMark::beside(&path);
+        let (published, unreadable) = mark.load()?;
+        if unreadable {
+            warn!(
+                "the outbox mark beside the journal is unreadable; every decision will be published again"
+            );
+        }
+        let started = Instant::now();
+        let mut engine = Engine::new();
+        let mut outbox = VecDeque::new();
+        let mut decided = 0u64;
+        let (journal, recovery) = FileJournal::open(&path, |_offset, line| {
+            let event = envelope::parse_event(line).map_err(|e| e.to_string())?;
+            let step = engine.handle(&event);
+            for d in &step.decisions {
+                if decided >= published {
+                    outbox.push_back(Arc::new(outgoing(decided, d)));
+                }
+                decided += 1;
+            }
+            Ok(())
+        })?;
+        if let Some((offset, bytes)) = recovery.truncated {
+            warn!(
+                offset,
+                bytes, "the journal ended in a torn write; the incomplete tail was cut off"
+            );
+        }
+        if let Some(mode) = recovery.loose_mode {
+            warn!(
+                mode = format!("{mode:o}"),
+                "the journal is readable or writable by others; it holds personal data, make it 0600"
+            );
+        }
+        if published > decided {
+            warn!(
+                published,
+                decided,
+                "the outbox mark counts more decisions than the journal implies (was the journal replaced?); none is published again"
+            );
+        }
+        let mut core = Core {
+            config,
+            agencies,
+            engine,
+            journal,
+            outbox,
+            decided,
+            high_water: None,
+            metrics,
+            health,
+        };
+        core.high_water = core.engine.clock();
+        let overdue = core.fire_due();
+        info!(
+            entries = recovery.entries,
+            decisions = core.decided,
+            unpublished = core.outbox.len(),
+            overdue_timer_decisions = overdue,
+            seconds = started.elapsed().as_secs_f64(),
+            "journal recovered"
+        );
+        core.metrics.set_journal_entries(core.journal.len());
+        core.metrics.set_unpublished(core.outbox.len() as u64);
+        core.health.set_recovered(true);
+        Ok(core)
+    }
+
+    /// The time to stamp on what happens now: the wall clock to the millisecond, never
+    /// earlier than anything the engine has already been given.
+    fn now(&mut self) -> Time {
+        let wall = Utc::now().trunc_subsecs(3);
+        let t = match self.high_water {
+            Some(h) if h > wall => h,
+            _ => wall,
+        };
+        self.high_water = Some(t);
+        t
+    }
+
+    /// Fires every timer due by now; returns how many decisions that made.
+    fn fire_due(&mut self) -> usize {
+        match self.engine.next_deadline() {
+            Some(deadline) if deadline <= Utc::now() => {
+                let now = self.now();
+                let decisions = self.engine.fire(now);
+                self.queue_decisions(&decisions);
+                decisions.len()
+            }
+            _ => 0,
+        }
+    }
+
+    fn queue_decisions(&mut self, decisions: &[Decision]) -> Vec<Arc<Outgoing>> {
+        let mut fresh = Vec::with_capacity(decisions.len());
+        for d in decisions {
+            let o = Arc::new(outgoing(self.decided, d));
+            self.decided += 1;
+            self.outbox.push_back(o.clone());
+            fresh.push(o);
+        }
+        fresh
+    }
+
+    /// Drops confirmed decisions from the outbox.
+    fn confirmed_upto(&mut self, n: u64) {
+        while self.outbox.front().is_some_and(|o| o.index < n) {
+            self.outbox.pop_front();
+        }
+        self.metrics.set_unpublished(self.outbox.len() as u64);
+    }
+
+    /// Validates, authorizes, decides and journals one delivery. Returns what to do with it.
+    fn take(&mut self, delivery: &Delivery, batch: &mut Vec<Arc<Outgoing>>) -> Disposition {
+        let max = self.config.amqp.max_message_bytes;
+        if delivery.data.len() > max {
+            return Disposition::dead(
+                "oversized",
+                format!(
+                    "the message is {} bytes; the limit is {max}",
+                    delivery.data.len()
+                ),
+            );
+        }
+        let mut value = match parse_json(&delivery.data) {
+            Ok(v) => v,
+            Err(e) => return Disposition::dead(e.code(), e.to_string()),
+        };
+        let received = self.now();
+        if let Some(obj) = value.as_object_mut() {
+            // Only handoff stamps receipt and checksums journal entries.
+            obj.remove("handoffcrc");
+            obj.insert(
+                "handoffreceived".into(),
+                Value::String(wire::format_time(&received)),
+            );
+        }
+        let event = match envelope::event_from_value(&value) {
+            Ok(e) => e,
+            Err(e) => return Disposition::dead(e.code(), e.to_string()),
+        };
+        let user = delivery.properties.user_id().as_ref().map(|u| u.as_str());
+        let allowed = match user {
+            None => Err(authz::Unauthorized::NoUserId),
+            Some(u) => match self.agencies.get(u) {
+                None => Err(authz::Unauthorized::UnknownUser(u.to_string())),
+                Some(agency) => authz::check(agency, &event),
+            },
+        };
+        if let Err(e) = allowed {
+            return Disposition::dead("unauthorized", e.to_string());
+        }
+        let step = self.engine.handle(&event);
+        if matches!(step.outcome, Outcome::Duplicate) {
+            return Disposition::Duplicate;
+        }
+        let json = serde_json::to_string(&value).expect("a JSON value always serializes");
+        self.journal.append(&json);
+        batch.extend(self.queue_decisions(&step.decisions));
+        match step.outcome {
+            Outcome::Rejected(r) => Disposition::Journaled {
+                event_type: event.body.type_name(),
+                dead: Some((r.as_str(), rejected_detail(r))),
+            },
+            _ => Disposition::Journaled {
+                event_type: event.body.type_name(),
+                dead: None,
+            },
+        }
+    }
+}
+
+/// What became of one delivery.
+enum Disposition {
+    /// Refused before the engine: dead-letter it, journal nothing.
+    Dead(&'static str, String),
+    /// Already in the journal: acknowledge, nothing else.
+    Duplicate,
+    /// Journaled; a semantic reject is also dead-lettered with its reason.
+    Journaled {
+        event_type: &'static str,
+        dead: Option<(&'static str, String)>,
+    },
+}
+
+impl Disposition {
+    fn dead(reason: &'static str, detail: String) -> Disposition {
+        Disposition::Dead(reason, detail)
+    }
+}
+
+fn rejected_detail(r: crate::engine::Reject) -> String {
+    match r {
+        crate::engine::Reject::UnknownOffer => {
+            "no open first-refusal offer has this offer_id for this person (never made, voided or already answered)".into()
+        }
+        crate::engine::Reject::LateResponse => {
+            "the first-refusal offer lapsed at its respond_by before this answer arrived".into()
+        }
+    }
+}
+
+/// Bytes → JSON value, with the envelope's reasons for failure.
+fn parse_json(bytes: &[u8]) -> Result<Value, Invalid> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Invalid::NotUtf8(e.valid_up_to()))?;
+    serde_json::from_str(text).map_err(|e| Invalid::NotJson(e.to_string()))
+}
+
+fn outgoing(index: u64, d: &Decision) -> Outgoing {
+    let mut body = Vec::with_capacity(512);
+    wire::write_decision(d, &mut body);
+    Outgoing {
+        index,
+        id: d.id.clone(),
+        decision_type: d.body.type_name(),
+        routing_key: d.routing_key(),
+        body,
+    }
+}
+
+/// Runs `handoff serve` to the end: recovery, then sessions with RabbitMQ until SIGTERM or
+/// SIGINT, reconnecting with backoff whenever a session fails.
+pub fn run(config_path: Option<&Path>) -> ExitCode {
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("handoff serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(serve(config, wait_for_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("stopped: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests run several services in one process) is harmless.
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// The service: recovery, the HTTP endpoint, and sessions until `shutdown` completes
+/// (`run` passes SIGTERM or Ctrl-C; the load benchmark runs the service in-process).
+/// Needs a multi-threaded tokio runtime: journal fsyncs run in `block_in_place`.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    metrics.preregister(&EVENT_TYPES, &DECISION_TYPES, amqp::DEAD_LETTER_REASONS);
+    let health = Arc::new(Health::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        info!("shutdown requested: no new deliveries; finishing the ones in flight");
+        let _ = stop_tx.send(true);
+    });
+    if let Some(addr) = config.http_listen()? {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        info!(%addr, "HTTP endpoint: /healthz /readyz /metrics");
+        let mut stop = stop_rx.clone();
+        let (h, m) = (health.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let done = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = http::serve(listener, h, m, done).await {
+                error!("HTTP endpoint failed: {e}");
+            }
+        });
+    }
+    let mut core = tokio::task::block_in_place(|| {
+        Core::recover(config.clone(), metrics.clone(), health.clone())
+    })?;
+    let min = Duration::from_millis(config.amqp.reconnect_min_ms);
+    let max = Duration::from_millis(
+        config
+            .amqp
+            .reconnect_max_ms
+            .max(config.amqp.reconnect_min_ms),
+    );
+    let mut backoff = min;
+    let url = config.amqp.url.clone();
+    loop {
+        if *stop_rx.borrow() {
+            break;
+        }
+        let started = Instant::now();
+        let result = session(&mut core, &url, stop_rx.clone()).await;
+        core.health.set_connected(false);
+        core.metrics.set_connected(false);
+        match result {
+            Ok(()) => break,
+            Err(e) if e.is_transient() => {
+                if started.elapsed() > Duration::from_secs(30) {
+                    backoff = min;
+                }
+                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "RabbitMQ session ended; reconnecting");
+                core.metrics.reconnect();
+                let mut stop = stop_rx.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                backoff = (backoff * 2).min(max);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    core.health.set_stopping(true);
+    info!(
+        journal_entries = core.journal.len(),
+        unpublished = core.outbox.len(),
+        "stopped"
+    );
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// One connection's life: declare, republish the outbox, consume until the connection
+/// fails (`Err`) or a shutdown is requested (`Ok`, after the in-flight batches finished).
+async fn session(
+    core: &mut Core,
+    url: &str,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let conn = amqp::connect(url, "handoff serve").await?;
+    let result = session_on(core, &conn, &mut stop).await;
+    let _ = conn.close(200, "handoff serve stopping".into()).await;
+    result
+}
+
+async fn session_on(
+    core: &mut Core,
+    conn: &Connection,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let c = core.config.amqp.clone();
+    if c.declare_topology {
+        let ch = conn.create_channel().await?;
+        amqp::declare_topology(&ch, &c).await?;
+        let _ = ch.close(200, "declared".into()).await;
+    }
+    let publish = amqp::confirmed_channel(conn).await?;
+    let consume = amqp::consuming_channel(conn, c.prefetch).await?;
+    core.health.set_connected(true);
+    core.metrics.set_connected(true);
+    info!(queue = %c.queue, prefetch = c.prefetch, queue_type = c.queue_type.as_str(), "connected to RabbitMQ");
+
+    // Everything before the outbox's first decision is confirmed already.
+    let start = core.outbox.front().map_or(core.decided, |o| o.index);
+    let (confirmed_tx, mut confirmed_rx) = watch::channel(start);
+    let (tx, rx) = mpsc::channel::<Batch>(2);
+    let publisher = tokio::spawn(publisher(
+        publish.clone(),
+        consume.clone(),
+        c.clone(),
+        rx,
+        confirmed_tx,
+        OutboxMark::beside(&core.config.journal.path),
+        core.metrics.clone(),
+    ));
+    let mut publisher = std::pin::pin!(publisher);
+
+    // First, everything recovered or left unconfirmed by the last session.
+    let catch_up = core.decided;
+    if !core.outbox.is_empty() {
+        info!(
+            decisions = core.outbox.len(),
+            "publishing decisions not yet confirmed"
+        );
+        let batch = Batch {
+            decisions: core.outbox.iter().cloned().collect(),
+            dead_letters: Vec::new(),
+            ack_upto: None,
+            arrived: Vec::new(),
+            accepted: Vec::new(),
+        };
+        send(&tx, batch).await?;
+    }
+
+    let mut consumer = consume
+        .basic_consume(
+            c.queue.as_str().into(),
+            "handoff".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let max_batch = usize::from(c.prefetch).div_ceil(4).max(1);
+    let mut deliveries: Vec<Delivery> = Vec::with_capacity(max_batch);
+    let result = loop {
+        let confirmed = *confirmed_rx.borrow_and_update();
+        core.confirmed_upto(confirmed);
+        if confirmed >= catch_up {
+            core.health.set_caught_up(true);
+        }
+        let deadline = core.engine.next_deadline();
+        let wait = deadline.map(|d| {
+            let until = (d - Utc::now()).to_std().unwrap_or(Duration::ZERO)
+                // Sub-millisecond stamps are truncated; never wake before the deadline.
+                + Duration::from_millis(1);
+            // Deadlines are wall-clock times and tokio sleeps on the monotonic clock:
+            // look again every second so a wall clock set forward (or a suspended
+            // machine) never lets a hold run past its end.
+            until.min(Duration::from_secs(1))
+        });
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break Ok(()),
+            done = &mut publisher => {
+                break Err(match done {
+                    Ok(Err(e)) => e,
+                    _ => ServeError::ConsumerClosed,
+                });
+            }
+            _ = confirmed_rx.changed() => continue,
+            next = consumer.next() => match next {
+                Some(Ok(d)) => {
+                    deliveries.push(d);
+                    // Take whatever else is already here, up to a batch.
+                    while deliveries.len() < max_batch {
+                        match poll_once(consumer.next()).await {
+                            Some(Some(Ok(d))) => deliveries.push(d),
+                            _ => break,
+                        }
+                    }
+                }
+                Some(Err(e)) => break Err(e.into()),
+                None => break Err(ServeError::ConsumerClosed),
+            },
+            // A deadline passed with no traffic: `process` fires the timers due.
+            _ = sleep_opt(wait) => {}
+        }
+        let batch = match process(core, &mut deliveries) {
+            Ok(b) => b,
+            Err(e) => break Err(e),
+        };
+        if let Some(batch) = batch
+            && let Err(e) = send(&tx, batch).await
+        {
+            break Err(e);
+        }
+    };
+
+    if result.is_err() {
+        publisher.abort();
+    }
+    // Stop taking deliveries; those not yet processed are redelivered after we close.
+    let _ = consume
+        .basic_cancel("handoff".into(), BasicCancelOptions::default())
+        .await;
+    drop(tx);
+    if result.is_ok() {
+        // Graceful: let the publisher finish the batches already journaled.
+        match publisher.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(ServeError::ConsumerClosed),
+        }
+        core.confirmed_upto(*confirmed_rx.borrow());
+    }
+    result
+}
+
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn send(tx: &mpsc::Sender<Batch>, batch: Batch) -> Result<(), ServeError> {
+    tx.send(batch).await.map_err(|_| ServeError::ConsumerClosed)
+}
+
+/// Turns the deliveries received into one journaled batch (one fsync), plus any timers due.
+fn process(core: &mut Core, deliveries: &mut Vec<Delivery>) -> Result<Option<Batch>, ServeError> {
+    let mut batch = Batch {
+        decisions: Vec::new(),
+        dead_letters: Vec::new(),
+        ack_upto: None,
+        arrived: Vec::with_capacity(deliveries.len()),
+        accepted: Vec::new(),
+    };
+    let arrived = Instant::now();
+    for d in deliveries.drain(..) {
+        batch.ack_upto = Some(d.delivery_tag);
+        batch.arrived.push(arrived);
+        match core.take(&d, &mut batch.decisions) {
+            Disposition::Dead(reason, detail) => {
+                debug!(reason, tag = d.delivery_tag, "dead-lettering");
+                batch.dead_letters.push(DeadLetter {
+                    reason,
+                    detail,
+                    delivery: d,
+                });
+            }
+            Disposition::Duplicate => core.metrics.duplicate(),
+            Disposition::Journaled { event_type, dead } => {
+                batch.accepted.push(event_type);
+                if let Some((reason, detail)) = dead {
+                    batch.dead_letters.push(DeadLetter {
+                        reason,
+                        detail,
+                        delivery: d,
+                    });
+                }
+            }
+        }
+    }
+    // Timers that came due while this batch was gathered.
+    if core.engine.next_deadline().is_some_and(|t| t <= Utc::now()) {
+        let now = core.now();
+        let fired = core.engine.fire(now);
+        debug!(decisions = fired.len(), "timers fired");
+        batch.decisions.extend(core.queue_decisions(&fired));
+    }
+    let t = Instant::now();
+    let committed = tokio::task::block_in_place(|| core.journal.commit())?;
+    if committed > 0 {
+        core.metrics.observe_fsync(t.elapsed());
+        core.metrics.set_journal_entries(core.journal.len());
+    }
+    core.metrics.set_unpublished(core.outbox.len() as u64);
+    if batch.decisions.is_empty() && batch.dead_letters.is_empty() && batch.ack_upto.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(batch))
+}
+
+/// Publishes each batch and waits for RabbitMQ's confirms, then acknowledges the batch's
+/// deliveries and moves the outbox mark. Batches are finished strictly in order.
+async fn publisher(
+    publish: Channel,
+    consume: Channel,
+    c: crate::config::Amqp,
+    mut rx: mpsc::Receiver<Batch>,
+    confirmed: watch::Sender<u64>,
+    mark: OutboxMark,
+    metrics: Arc<Metrics>,
+) -> Result<(), ServeError> {
+    let mandatory = BasicPublishOptions {
+        mandatory: true,
+        ..BasicPublishOptions::default()
+    };
+    while let Some(batch) = rx.recv().await {
+        let mut pending = Vec::with_capacity(batch.decisions.len() + batch.dead_letters.len());
+        for o in &batch.decisions {
+            let confirm = publish
+                .basic_publish(
+                    c.decisions_exchange.as_str().into(),
+                    o.routing_key.as_str().into(),
+                    mandatory,
+                    &o.body,
+                    amqp::decision_properties(&o.id, o.decision_type),
+                )
+                .await?;
+            pending.push((Some(o), confirm));
+        }
+        for dl in &batch.dead_letters {
+            let confirm = publish
+                .basic_publish(
+                    c.dead_letter_exchange.as_str().into(),
+                    dl.reason.into(),
+                    mandatory,
+                    &dl.delivery.data,
+                    amqp::dead_letter_properties(&dl.delivery.properties, dl.reason, &dl.detail),
+                )
+                .await?;
+            pending.push((None, confirm));
+        }
+        for (o, confirm) in pending {
+            match confirm.await? {
+                Confirmation::Ack(None) | Confirmation::NotRequested => {}
+                Confirmation::Ack(Some(returned)) => match o {
+                    Some(o) => park_unroutable(&publish, &c, o, &metrics).await?,
+                    None => {
+                        return Err(ServeError::Refused {
+                            id: "(dead letter)".into(),
+                            why: format!(
+                                "no queue is bound to {} ({})",
+                                c.dead_letter_exchange, returned.reply_text
+                            ),
+                        });
+                    }
+                },
+                Confirmation::Nack(_) => {
+                    return Err(ServeError::Refused {
+                        id: o.map_or("(dead letter)".into(), |o| o.id.clone()),
+                        why: "negatively acknowledged".into(),
+                    });
+                }
+            }
+        }
+        if let Some(tag) = batch.ack_upto {
+            consume
+                .basic_ack(tag, BasicAckOptions { multiple: true })
+                .await?;
+        }
+        let done = Instant::now();
+        for t in &batch.arrived {
+            metrics.observe_confirm_latency(done - *t);
+        }
+        for t in &batch.accepted {
+            metrics.event_in(t);
+        }
+        for dl in &batch.dead_letters {
+            metrics.dead_letter(dl.reason);
+        }
+        for o in &batch.decisions {
+            metrics.decision_out(o.decision_type);
+        }
+        if let Some(last) = batch.decisions.last() {
+            let n = last.index + 1;
+            if n > *confirmed.borrow() {
+                if let Err(e) = mark.store(n) {
+                    // A stale mark only makes a restart publish some decisions again.
+                    warn!("cannot store the outbox mark: {e}");
+                }
+                let _ = confirmed.send(n);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A decision RabbitMQ could not route (no queue bound, and no alternate exchange on
+/// the decisions exchange): it goes to the unrouted exchange and queue instead, loudly.
+async fn park_unroutable(
+    publish: &Channel,
+    c: &crate::config::Amqp,
+    o: &Outgoing,
+    metrics: &Metrics,
+) -> Result<(), ServeError> {
+    metrics.unroutable();
+    error!(
+        decision = %o.id,
+        routing_key = %o.routing_key,
+        parked_in = %c.unrouted_exchange,
+        "no queue is bound for this decision"
+    );
+    let confirm = publish
+        .basic_publish(
+            c.unrouted_exchange.as_str().into(),
+            o.routing_key.as_str().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            &o.body,
+            amqp::decision_properties(&o.id, o.decision_type),
+        )
+        .await?
+        .await?;
+    match confirm {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        _ => Err(ServeError::Refused {
+            id: o.id.clone(),
+            why: format!(
+                "unroutable, and {} has no queue bound either",
+                c.unrouted_exchange
+            ),
+        }),
+    }
+}

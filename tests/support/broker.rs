@@ -1,0 +1,435 @@
+//! Test support: a real RabbitMQ for integration tests, one fresh vhost per test.
+//!
+//! Include it with `#[path = "support/broker.rs"] mod broker;`.
+//!
+//! The broker is `HANDOFF_TEST_AMQP_URL` (e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`)
+//! with its management API at `HANDOFF_TEST_MGMT_URL` (default: the same user, password
+//! and host, port 15672). When `HANDOFF_TEST_AMQP_URL` is unset, one RabbitMQ container
+//! (testcontainers-modules' management image) is started for the whole test binary and
+//! removed when the process exits.
+//!
+//! Every function here blocks (plain HTTP through `ureq`); they may be called from a plain
+//! `#[test]` and from inside a tokio test, since they never touch the caller's runtime.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// One test's vhost on the shared broker. Dropping it deletes the vhost (which closes its
+/// connections) and the users it created.
+pub struct Broker {
+    base: &'static Base,
+    vhost: String,
+    users: Mutex<Vec<String>>,
+}
+
+/// Where the broker is, read once per test binary.
+struct Base {
+    /// `user:password` exactly as written in the AMQP URL (still percent-encoded).
+    userinfo: String,
+    /// `host:port` of AMQP.
+    amqp_authority: String,
+    scheme: String,
+    /// The admin user, decoded.
+    admin: String,
+    /// `http://user:password@host:15672`, no trailing slash.
+    mgmt: String,
+}
+
+static BASE: OnceLock<Result<Base, String>> = OnceLock::new();
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn base() -> &'static Base {
+    match BASE.get_or_init(find_broker) {
+        Ok(base) => base,
+        Err(e) => panic!("no RabbitMQ for the tests: {e}"),
+    }
+}
+
+fn find_broker() -> Result<Base, String> {
+    match std::env::var("HANDOFF_TEST_AMQP_URL") {
+        Ok(url) if !url.is_empty() => {
+            let mgmt = std::env::var("HANDOFF_TEST_MGMT_URL")
+                .ok()
+                .filter(|m| !m.is_empty());
+            Base::from_urls(&url, mgmt.as_deref())
+        }
+        _ => {
+            let (host, amqp, http) = container::start()?;
+            Base::from_urls(
+                &format!("amqp://guest:guest@{host}:{amqp}/%2f"),
+                Some(&format!("http://guest:guest@{host}:{http}")),
+            )
+        }
+    }
+}
+
+impl Base {
+    fn from_urls(amqp: &str, mgmt: Option<&str>) -> Result<Base, String> {
+        let (scheme, rest) = amqp
+            .split_once("://")
+            .ok_or_else(|| "HANDOFF_TEST_AMQP_URL is not a URL".to_string())?;
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (u.to_string(), h.to_string()),
+            None => ("guest:guest".to_string(), authority.to_string()),
+        };
+        let admin = percent_decode(userinfo.split(':').next().unwrap_or(""));
+        let mgmt = match mgmt {
+            Some(m) => m.trim_end_matches('/').trim_end_matches("/api").to_string(),
+            None => {
+                let host = match hostport.rsplit_once(':') {
+                    Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+                    _ => hostport.as_str(),
+                };
+                format!("http://{userinfo}@{host}:15672")
+            }
+        };
+        Ok(Base {
+            userinfo,
+            amqp_authority: hostport,
+            scheme: scheme.to_string(),
+            admin,
+            mgmt,
+        })
+    }
+
+    fn api(&self, path: &str) -> String {
+        format!("{}/api/{path}", self.mgmt)
+    }
+}
+
+impl Broker {
+    /// A fresh vhost for one test, with full permissions for the admin user.
+    pub fn new(test_name: &str) -> Broker {
+        let base = base();
+        let clean: String = test_name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect();
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let vhost = format!("t-{clean}-{}-{n}", std::process::id());
+        let enc = encode(&vhost);
+        http_put(&base.api(&format!("vhosts/{enc}")), json!({}))
+            .unwrap_or_else(|e| panic!("cannot create vhost {vhost}: {e}"));
+        let broker = Broker {
+            base,
+            vhost,
+            users: Mutex::new(Vec::new()),
+        };
+        broker.permit(&base.admin);
+        broker
+    }
+
+    pub fn vhost(&self) -> &str {
+        &self.vhost
+    }
+
+    /// The AMQP URL of the admin user for this vhost.
+    pub fn url(&self) -> String {
+        format!(
+            "{}://{}@{}/{}",
+            self.base.scheme,
+            self.base.userinfo,
+            self.base.amqp_authority,
+            encode(&self.vhost)
+        )
+    }
+
+    /// Creates a user named `<vhost>.<short_name>`, whose password is its name, with these
+    /// tags and full permissions on this vhost only. Returns the name and its AMQP URL.
+    pub fn add_user(&self, short_name: &str, tags: &[&str]) -> (String, String) {
+        let name = format!("{}.{short_name}", self.vhost);
+        http_put(
+            &self.base.api(&format!("users/{}", encode(&name))),
+            json!({"password": name, "tags": tags.join(",")}),
+        )
+        .unwrap_or_else(|e| panic!("cannot create user {name}: {e}"));
+        self.users.lock().unwrap().push(name.clone());
+        self.permit(&name);
+        let url = format!(
+            "{}://{}:{}@{}/{}",
+            self.base.scheme,
+            encode(&name),
+            encode(&name),
+            self.base.amqp_authority,
+            encode(&self.vhost)
+        );
+        (name, url)
+    }
+
+    /// Closes every AMQP connection of this vhost and returns how many. Management stats
+    /// lag: waits (up to 15 s) until at least `expect_at_least` connections are listed.
+    pub fn close_connections(&self, expect_at_least: usize) -> usize {
+        let url = self
+            .base
+            .api(&format!("vhosts/{}/connections", encode(&self.vhost)));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let names = loop {
+            let names: Vec<String> = http_get(&url)
+                .ok()
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                .collect();
+            if names.len() >= expect_at_least || Instant::now() >= deadline {
+                break names;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        names
+            .iter()
+            .filter(|name| {
+                http_delete(&self.base.api(&format!("connections/{}", encode(name)))).is_ok()
+            })
+            .count()
+    }
+
+    /// Closes the connections of this vhost whose client named them `name` (the
+    /// `connection_name` client property), waiting up to 15 s for at least one to be
+    /// listed; returns how many were closed.
+    pub fn close_connections_named(&self, name: &str) -> usize {
+        let url = self
+            .base
+            .api(&format!("vhosts/{}/connections", encode(&self.vhost)));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let names = loop {
+            let names: Vec<String> = http_get(&url)
+                .ok()
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter(|c| c["client_properties"]["connection_name"] == name)
+                .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                .collect();
+            if !names.is_empty() || Instant::now() >= deadline {
+                break names;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        names
+            .iter()
+            .filter(|n| http_delete(&self.base.api(&format!("connections/{}", encode(n)))).is_ok())
+            .count()
+    }
+
+    /// Messages ready in a queue of this vhost, from the management stats (they lag a
+    /// few seconds: for assertions, prefer consuming). 0 when not known yet.
+    pub fn messages_ready(&self, queue: &str) -> u64 {
+        http_get(
+            &self
+                .base
+                .api(&format!("queues/{}/{}", encode(&self.vhost), encode(queue))),
+        )
+        .ok()
+        .and_then(|v| v["messages_ready"].as_u64())
+        .unwrap_or(0)
+    }
+
+    fn permit(&self, user: &str) {
+        http_put(
+            &self.base.api(&format!(
+                "permissions/{}/{}",
+                encode(&self.vhost),
+                encode(user)
+            )),
+            json!({"configure": ".*", "write": ".*", "read": ".*"}),
+        )
+        .unwrap_or_else(|e| panic!("cannot grant {user} permissions on {}: {e}", self.vhost));
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = http_delete(&self.base.api(&format!("vhosts/{}", encode(&self.vhost))));
+        let users = std::mem::take(&mut *self.users.lock().unwrap_or_else(|e| e.into_inner()));
+        for user in users {
+            let _ = http_delete(&self.base.api(&format!("users/{}", encode(&user))));
+        }
+    }
+}
+
+// Plain blocking HTTP. ureq never touches a tokio runtime, so these are safe inside one;
+// the management URL's user and password are sent as basic authentication.
+
+fn http_get(url: &str) -> Result<Value, String> {
+    ureq::get(url)
+        .call()
+        .map_err(|e| e.to_string())?
+        .body_mut()
+        .read_json::<Value>()
+        .map_err(|e| e.to_string())
+}
+
+fn http_put(url: &str, body: Value) -> Result<(), String> {
+    ureq::put(url)
+        .send_json(body)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+fn http_delete(url: &str) -> Result<(), String> {
+    ureq::delete(url)
+        .call()
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Percent-encodes everything but unreserved characters (for URL path segments and
+/// userinfo).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The one RabbitMQ container of a test binary, when no broker is given.
+///
+/// It lives on its own thread with its own tokio runtime (so starting it works from any
+/// test, async or not), and is removed from a C `atexit` handler: statics are never
+/// dropped, and testcontainers has no reaper of its own.
+mod container {
+    use super::*;
+    use testcontainers_modules::rabbitmq::RabbitMq;
+    use testcontainers_modules::testcontainers::ImageExt;
+    use testcontainers_modules::testcontainers::runners::AsyncRunner;
+
+    static STOP: Mutex<Option<mpsc::Sender<()>>> = Mutex::new(None);
+    static REMOVED: AtomicBool = AtomicBool::new(false);
+
+    unsafe extern "C" {
+        fn atexit(f: extern "C" fn()) -> std::ffi::c_int;
+    }
+
+    /// At process exit: tell the container's thread to remove it, and wait (at most 20 s)
+    /// until it has. Only futex locks, a channel send and sleeps: nothing here needs the
+    /// exiting thread's thread-locals.
+    extern "C" fn reap() {
+        let stop = STOP.lock().ok().and_then(|mut s| s.take());
+        if let Some(stop) = stop
+            && stop.send(()).is_ok()
+        {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !REMOVED.load(Ordering::Acquire) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Starts the container; returns its host and the host ports of AMQP and management.
+    pub(super) fn start() -> Result<(String, u16, u16), String> {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("rabbitmq-container".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let started = rt.block_on(async {
+                    let node = RabbitMq::default()
+                        .with_startup_timeout(Duration::from_secs(120))
+                        .start()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let host = node.get_host().await.map_err(|e| e.to_string())?;
+                    let amqp = node
+                        .get_host_port_ipv4(5672)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let http = node
+                        .get_host_port_ipv4(15672)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok::<_, String>((node, host.to_string(), amqp, http))
+                });
+                let node = match started {
+                    Ok((node, host, amqp, http)) => {
+                        let _ = ready_tx.send(Ok((host, amqp, http)));
+                        node
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                // Wait for the process to exit (or for the sender to go away).
+                let _ = stop_rx.recv();
+                let _ = rt.block_on(node.rm());
+                REMOVED.store(true, Ordering::Release);
+            })
+            .map_err(|e| e.to_string())?;
+        *STOP.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop_tx);
+        // SAFETY: registers a plain `extern "C" fn()` with the C library.
+        unsafe {
+            atexit(reap);
+        }
+        let (host, amqp, http) = ready_rx
+            .recv()
+            .map_err(|_| "the container thread died".to_string())?
+            .map_err(|e| {
+                format!(
+                    "cannot start a RabbitMQ container ({e}); is a Docker engine running? \
+                     Or set HANDOFF_TEST_AMQP_URL to a broker with the management plugin"
+                )
+            })?;
+        // The log line testcontainers waits for comes before the management listener is
+        // always up: wait for the API too.
+        let api = format!("http://guest:guest@{host}:{http}/api/overview");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http_get(&api).is_err() {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the container's management API never answered at {api}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Ok((host, amqp, http))
+    }
+}
