@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use chrono::{SubsecRound, Utc};
 use futures_lite::StreamExt;
 use futures_lite::future::poll_once;
-use lapin::message::Delivery;
+use lapin::message::{BasicReturnMessage, Delivery};
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions,
 };
@@ -54,6 +54,8 @@ pub enum ServeError {
     Amqp(#[from] lapin::Error),
     #[error("RabbitMQ closed the consumer")]
     ConsumerClosed,
+    #[error("the connection to RabbitMQ is gone")]
+    ConnectionLost,
     #[error("RabbitMQ refused decision {id}: {why}")]
     Refused { id: String, why: String },
     /// The journal cannot be read or written: stop; nothing unjournaled was acknowledged.
@@ -501,7 +503,11 @@ async fn session(
 ) -> Result<(), ServeError> {
     let conn = amqp::connect(url, "handoff serve").await?;
     let result = session_on(core, &conn, &mut stop).await;
-    let _ = conn.close(200, "handoff serve stopping".into()).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        conn.close(200, "handoff serve stopping".into()),
+    )
+    .await;
     result
 }
 
@@ -517,6 +523,9 @@ async fn session_on(
         let _ = ch.close(200, "declared".into()).await;
     }
     let publish = amqp::confirmed_channel(conn).await?;
+    // Unroutable decisions are parked on a channel of their own, so that their confirms
+    // never interleave with the pipelined ones of the main channel.
+    let park = amqp::confirmed_channel(conn).await?;
     let consume = amqp::consuming_channel(conn, c.prefetch).await?;
     core.health.set_connected(true);
     core.metrics.set_connected(true);
@@ -528,6 +537,7 @@ async fn session_on(
     let (tx, rx) = mpsc::channel::<Batch>(2);
     let publisher = tokio::spawn(publisher(
         publish.clone(),
+        park,
         consume.clone(),
         c.clone(),
         rx,
@@ -536,6 +546,9 @@ async fn session_on(
         core.metrics.clone(),
     ));
     let mut publisher = std::pin::pin!(publisher);
+    // Confirms pending on a connection the broker closed may never resolve, so the
+    // connection's state is watched on its own.
+    let mut lost = std::pin::pin!(connection_lost(conn));
 
     // First, everything recovered or left unconfirmed by the last session.
     let catch_up = core.decided;
@@ -551,7 +564,7 @@ async fn session_on(
             arrived: Vec::new(),
             accepted: Vec::new(),
         };
-        send(&tx, batch).await?;
+        send(&tx, batch, &mut lost).await?;
     }
 
     let mut consumer = consume
@@ -582,7 +595,10 @@ async fn session_on(
         });
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => break Ok(()),
+            // (In its own block, so that no `watch::Ref` is held across an await and the
+            // service's future stays `Send`.)
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break Ok(()),
+            _ = &mut lost => break Err(ServeError::ConnectionLost),
             done = &mut publisher => {
                 break Err(match done {
                     Ok(Err(e)) => e,
@@ -612,7 +628,7 @@ async fn session_on(
             Err(e) => break Err(e),
         };
         if let Some(batch) = batch
-            && let Err(e) = send(&tx, batch).await
+            && let Err(e) = send(&tx, batch, &mut lost).await
         {
             break Err(e);
         }
@@ -622,20 +638,37 @@ async fn session_on(
         publisher.abort();
     }
     // Stop taking deliveries; those not yet processed are redelivered after we close.
-    let _ = consume
-        .basic_cancel("handoff".into(), BasicCancelOptions::default())
-        .await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        consume.basic_cancel("handoff".into(), BasicCancelOptions::default()),
+    )
+    .await;
     drop(tx);
     if result.is_ok() {
-        // Graceful: let the publisher finish the batches already journaled.
-        match publisher.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(ServeError::ConsumerClosed),
+        // Graceful: let the publisher finish the batches already journaled (what it cannot
+        // finish is neither acknowledged nor lost: RabbitMQ delivers it again).
+        tokio::select! {
+            done = &mut publisher => match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(ServeError::ConsumerClosed),
+            },
+            _ = &mut lost => return Err(ServeError::ConnectionLost),
         }
         core.confirmed_upto(*confirmed_rx.borrow());
     }
     result
+}
+
+/// Completes when the connection is no longer usable (closed by the broker or an
+/// operator, or failed).
+async fn connection_lost(conn: &Connection) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if !conn.status().connected() {
+            return;
+        }
+    }
 }
 
 async fn sleep_opt(d: Option<Duration>) {
@@ -645,8 +678,16 @@ async fn sleep_opt(d: Option<Duration>) {
     }
 }
 
-async fn send(tx: &mpsc::Sender<Batch>, batch: Batch) -> Result<(), ServeError> {
-    tx.send(batch).await.map_err(|_| ServeError::ConsumerClosed)
+/// Hands a batch to the publisher, unless the connection goes first.
+async fn send(
+    tx: &mpsc::Sender<Batch>,
+    batch: Batch,
+    lost: &mut (impl Future<Output = ()> + Unpin),
+) -> Result<(), ServeError> {
+    tokio::select! {
+        sent = tx.send(batch) => sent.map_err(|_| ServeError::ConsumerClosed),
+        _ = lost => Err(ServeError::ConnectionLost),
+    }
 }
 
 /// Turns the deliveries received into one journaled batch (one fsync), plus any timers due.
@@ -704,10 +745,21 @@ fn process(core: &mut Core, deliveries: &mut Vec<Delivery>) -> Result<Option<Bat
     Ok(Some(batch))
 }
 
-/// Publishes each batch and waits for RabbitMQ's confirms, then acknowledges the batch's
-/// deliveries and moves the outbox mark. Batches are finished strictly in order.
+/// How many batches may be published and awaiting their confirms at once.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// A batch published, with the confirms still to come (`None`: a dead letter's).
+type Published = (Batch, Vec<(Option<usize>, lapin::PublisherConfirm)>);
+
+/// Publishes each batch as soon as it comes and hands it to [`settle`], which waits for
+/// RabbitMQ's confirms, then acknowledges the batch's deliveries and moves the outbox
+/// mark. Publishing does not wait for the previous batch's confirms (a quorum queue takes
+/// milliseconds to confirm under load), but batches are settled strictly in order, so a
+/// delivery is acknowledged only after every decision before it is confirmed.
+#[allow(clippy::too_many_arguments)]
 async fn publisher(
     publish: Channel,
+    park: Channel,
     consume: Channel,
     c: crate::config::Amqp,
     mut rx: mpsc::Receiver<Batch>,
@@ -715,51 +767,99 @@ async fn publisher(
     mark: OutboxMark,
     metrics: Arc<Metrics>,
 ) -> Result<(), ServeError> {
+    let (tx, settling) = mpsc::channel::<Published>(BATCHES_IN_FLIGHT);
+    let mut settler = AbortOnDrop(tokio::spawn(settle(
+        park,
+        consume,
+        c.clone(),
+        settling,
+        confirmed,
+        mark,
+        metrics,
+    )));
     let mandatory = BasicPublishOptions {
         mandatory: true,
         ..BasicPublishOptions::default()
     };
-    while let Some(batch) = rx.recv().await {
-        let mut pending = Vec::with_capacity(batch.decisions.len() + batch.dead_letters.len());
-        for o in &batch.decisions {
-            let confirm = publish
-                .basic_publish(
-                    c.decisions_exchange.as_str().into(),
-                    o.routing_key.as_str().into(),
-                    mandatory,
-                    &o.body,
-                    amqp::decision_properties(&o.id, o.decision_type),
-                )
-                .await?;
-            pending.push((Some(o), confirm));
+    let published = async {
+        while let Some(batch) = rx.recv().await {
+            let mut pending = Vec::with_capacity(batch.decisions.len() + batch.dead_letters.len());
+            for (i, o) in batch.decisions.iter().enumerate() {
+                let confirm = publish
+                    .basic_publish(
+                        c.decisions_exchange.as_str().into(),
+                        o.routing_key.as_str().into(),
+                        mandatory,
+                        &o.body,
+                        amqp::decision_properties(&o.id, o.decision_type),
+                    )
+                    .await?;
+                pending.push((Some(i), confirm));
+            }
+            for dl in &batch.dead_letters {
+                let confirm = publish
+                    .basic_publish(
+                        c.dead_letter_exchange.as_str().into(),
+                        dl.reason.into(),
+                        mandatory,
+                        &dl.delivery.data,
+                        amqp::dead_letter_properties(
+                            &dl.delivery.properties,
+                            dl.reason,
+                            &dl.detail,
+                        ),
+                    )
+                    .await?;
+                pending.push((None, confirm));
+            }
+            if tx.send((batch, pending)).await.is_err() {
+                // The settler stopped on an error; it says which below.
+                break;
+            }
         }
-        for dl in &batch.dead_letters {
-            let confirm = publish
-                .basic_publish(
-                    c.dead_letter_exchange.as_str().into(),
-                    dl.reason.into(),
-                    mandatory,
-                    &dl.delivery.data,
-                    amqp::dead_letter_properties(&dl.delivery.properties, dl.reason, &dl.detail),
-                )
-                .await?;
-            pending.push((None, confirm));
-        }
-        for (o, confirm) in pending {
+        Ok::<(), ServeError>(())
+    }
+    .await;
+    drop(tx);
+    // On an error, returning drops the settler, which aborts it.
+    published?;
+    match (&mut settler.0).await {
+        Ok(r) => r,
+        Err(_) => Err(ServeError::ConsumerClosed),
+    }
+}
+
+/// A task that is aborted when its handle is dropped: the settling task must not outlive
+/// the publisher (an aborted session drops the publisher).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The second stage of [`publisher`]: confirms, then ack, metrics and the outbox mark, one
+/// batch at a time, in order.
+async fn settle(
+    park: Channel,
+    consume: Channel,
+    c: crate::config::Amqp,
+    mut rx: mpsc::Receiver<Published>,
+    confirmed: watch::Sender<u64>,
+    mark: OutboxMark,
+    metrics: Arc<Metrics>,
+) -> Result<(), ServeError> {
+    while let Some((batch, pending)) = rx.recv().await {
+        for (i, confirm) in pending {
+            let o = i.map(|i| &batch.decisions[i]);
             match confirm.await? {
                 Confirmation::Ack(None) | Confirmation::NotRequested => {}
-                Confirmation::Ack(Some(returned)) => match o {
-                    Some(o) => park_unroutable(&publish, &c, o, &metrics).await?,
-                    None => {
-                        return Err(ServeError::Refused {
-                            id: "(dead letter)".into(),
-                            why: format!(
-                                "no queue is bound to {} ({})",
-                                c.dead_letter_exchange, returned.reply_text
-                            ),
-                        });
-                    }
-                },
+                // lapin hands a returned message to whichever confirm completes next,
+                // not always its own: the message itself says what it was.
+                Confirmation::Ack(Some(returned)) => {
+                    park_returned(&park, &c, &returned, &metrics).await?
+                }
                 Confirmation::Nack(_) => {
                     return Err(ServeError::Refused {
                         id: o.map_or("(dead letter)".into(), |o| o.id.clone()),
@@ -800,38 +900,54 @@ async fn publisher(
     Ok(())
 }
 
-/// A decision RabbitMQ could not route (no queue bound, and no alternate exchange on
-/// the decisions exchange): it goes to the unrouted exchange and queue instead, loudly.
-async fn park_unroutable(
-    publish: &Channel,
+/// A message RabbitMQ returned as unroutable. A decision (no queue bound, and no
+/// alternate exchange on the decisions exchange) goes to the unrouted exchange instead,
+/// loudly; a dead letter with nowhere to go is an error that ends the session.
+async fn park_returned(
+    park: &Channel,
     c: &crate::config::Amqp,
-    o: &Outgoing,
+    returned: &BasicReturnMessage,
     metrics: &Metrics,
 ) -> Result<(), ServeError> {
+    let d = &returned.delivery;
+    let id = d
+        .properties
+        .message_id()
+        .as_ref()
+        .map_or_else(|| "(no message id)".to_string(), |s| s.to_string());
+    if d.exchange.as_str() != c.decisions_exchange {
+        return Err(ServeError::Refused {
+            id,
+            why: format!(
+                "no queue is bound to {} ({})",
+                d.exchange, returned.reply_text
+            ),
+        });
+    }
     metrics.unroutable();
     error!(
-        decision = %o.id,
-        routing_key = %o.routing_key,
+        decision = %id,
+        routing_key = %d.routing_key,
         parked_in = %c.unrouted_exchange,
         "no queue is bound for this decision"
     );
-    let confirm = publish
+    let confirm = park
         .basic_publish(
             c.unrouted_exchange.as_str().into(),
-            o.routing_key.as_str().into(),
+            d.routing_key.clone(),
             BasicPublishOptions {
                 mandatory: true,
                 ..BasicPublishOptions::default()
             },
-            &o.body,
-            amqp::decision_properties(&o.id, o.decision_type),
+            &d.data,
+            d.properties.clone(),
         )
         .await?
         .await?;
     match confirm {
         Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
         _ => Err(ServeError::Refused {
-            id: o.id.clone(),
+            id,
             why: format!(
                 "unroutable, and {} has no queue bound either",
                 c.unrouted_exchange

@@ -953,21 +953,7 @@ async fn a_dropped_connection_is_recovered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unroutable_decision_is_parked_not_dropped() {
     let broker = Broker::new("unrouted");
-    let events = sample_events();
-    let publishers = publishers_for(jurisdictions(&events).iter().map(String::as_str));
-    let serve = Serve::start("unrouted", &broker, &publishers);
-    let parked = Watch::start(&broker.url(), "", "handoff.unrouted").await;
-    let (_, operator) = broker.add_user("operator", &["impersonator"]);
-    let p = Publisher::connect(&operator).await;
-    for e in events.iter().take(40) {
-        p.event(e).await;
-    }
-    serve.wait_journal(40);
-    let expected = replay(&serve.journal(), &now_rfc3339());
-    assert!(!expected.is_empty());
-    let seen = parked
-        .until(60, "parked decisions", |s| s.len() >= expected.len())
-        .await;
+    let (_serve, seen, expected) = parked_decisions(&broker, "unrouted", &[]).await;
     assert_eq!(dedup(&seen), expected);
 }
 
@@ -977,17 +963,28 @@ async fn an_unroutable_decision_is_parked_not_dropped() {
 async fn a_returned_decision_is_parked_and_counted() {
     let broker = Broker::new("returned");
     declare_without_alternate_exchange(&broker.url()).await;
+    let no_topology = [
+        ("HANDOFF_DECLARE_TOPOLOGY", "false"),
+        ("HANDOFF_QUEUE_TYPE", "classic"),
+    ];
+    let (serve, seen, expected) = parked_decisions(&broker, "returned", &no_topology).await;
+    assert_eq!(dedup(&seen), expected);
+    let metrics = serve.metrics();
+    let line = format!("handoff_decisions_unroutable_total {}", expected.len());
+    assert!(metrics.contains(&line), "{metrics}");
+}
+
+/// Runs the service with no queue bound to the decisions exchange, publishes the sample's
+/// first 40 events, and returns what `handoff.unrouted` received once it holds as many
+/// decisions as replay of the journal gives (those, in order, are the second value).
+async fn parked_decisions(
+    broker: &Broker,
+    name: &str,
+    extra: &[(&str, &str)],
+) -> (Serve, Vec<Seen>, Vec<String>) {
     let events = sample_events();
     let publishers = publishers_for(jurisdictions(&events).iter().map(String::as_str));
-    let serve = Serve::start_with(
-        "returned",
-        &broker,
-        &publishers,
-        &[
-            ("HANDOFF_DECLARE_TOPOLOGY", "false"),
-            ("HANDOFF_QUEUE_TYPE", "classic"),
-        ],
-    );
+    let serve = Serve::start_with(name, broker, &publishers, extra);
     let parked = Watch::start(&broker.url(), "", "handoff.unrouted").await;
     let (_, operator) = broker.add_user("operator", &["impersonator"]);
     let p = Publisher::connect(&operator).await;
@@ -1000,10 +997,7 @@ async fn a_returned_decision_is_parked_and_counted() {
     let seen = parked
         .until(60, "parked decisions", |s| s.len() >= expected.len())
         .await;
-    assert_eq!(dedup(&seen), expected);
-    let metrics = serve.metrics();
-    let line = format!("handoff_decisions_unroutable_total {}", expected.len());
-    assert!(metrics.contains(&line), "{metrics}");
+    (serve, seen, expected)
 }
 
 /// The service's topology as an operator might declare it, but with no alternate
