@@ -51,7 +51,7 @@ variables:\n{}",
 custody under the rules of the ICD (R1-R5), and writes each decision as a CloudEvent.\n\n\
 Decisions are a pure function of the event log: replaying a log always prints the same \
 bytes.",
-    after_help = "Examples:\n  handoff replay samples/week.jsonl\n  handoff replay journal.jsonl --until 2017-02-04T00:00:00Z\n  handoff validate samples/week.jsonl\n  handoff gen --events 1000000 --seed 7 > big.jsonl\n  handoff explain P-170004 samples/week.jsonl\n  handoff report ddor samples/week.jsonl --from 2017-01-28T00:00:00Z --to 2017-02-04T00:00:00Z --format html > ddor.html\n  handoff report capacity samples/week.jsonl --format csv\n  handoff replay samples/week.jsonl --policy overrides.json --diff\n  handoff publish samples/week.jsonl --url amqp://bop:PASSWORD@rabbit:5672/%2f --rate 100"
+    after_help = "Examples:\n  handoff replay samples/week.jsonl\n  handoff replay journal.jsonl --until 2017-02-04T00:00:00Z\n  handoff validate samples/week.jsonl\n  handoff gen --events 1000000 --seed 7 > big.jsonl\n  handoff explain P-170004 samples/week.jsonl\n  handoff report ddor samples/week.jsonl --from 2017-01-28T00:00:00Z --to 2017-02-04T00:00:00Z --format html > ddor.html\n  handoff report capacity samples/week.jsonl --format csv\n  handoff replay samples/week.jsonl --policy overrides.json --diff\n  handoff publish samples/week.jsonl --url amqp://bop:PASSWORD@rabbit:5672/%2f --rate 100\n  handoff bench-live --events 20000 --rate 2000"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -169,6 +169,23 @@ Exit status: 0 if every event was published and confirmed, 1 if a line is invali
 message was returned (unroutable) or nacked, 2 if the file, the configuration or the \
 broker could not be used.")]
     Publish(crate::publish::PublishArgs),
+    /// Load-test the live service against a real RabbitMQ: throughput and latency, with a
+    /// bare relay as the ceiling.
+    #[command(
+        long_about = "Load-test the live service against a real RabbitMQ. Generates \
+--events events (as `handoff gen`), publishes them at --rate to a fresh, run-named copy of the \
+topology (durable queues of --queue-type, publisher confirms, each event sent as its agency's \
+user-id: the URL's user needs RabbitMQ's impersonator tag), runs the service in-process on a \
+2-worker runtime with a fresh journal, consumes the decisions and reports throughput and the \
+latency from an event's publish to its first decision (p50, p90, p99, p99.9, max). The same \
+events then go through a bare relay (consume, publish with confirms, ack; no validation, \
+journal or engine; as many messages out per event as handoff publishes), the ceiling, and \
+handoff's throughput is reported as a fraction of it. \
+Queues and exchanges are deleted afterwards.\n\n\
+Exit status: 0 if every run completed, 1 if the service stopped with an error or a run's \
+final event never came back, 2 if the bench could not run (no broker, no impersonation)."
+    )]
+    BenchLive(crate::bench_live::BenchArgs),
     /// Run the live service: consume events from RabbitMQ, journal them, publish decisions.
     #[command(long_about = serve_about())]
     Serve {
@@ -260,6 +277,7 @@ pub fn main() -> ExitCode {
             output,
         } => cmd_gen(events, seed, people, start, output),
         Command::Publish(args) => Ok(crate::publish::run(&args)),
+        Command::BenchLive(args) => Ok(crate::bench_live::run(&args)),
         Command::Serve { config } => Ok(crate::service::run(config.as_deref())),
     };
     match result {

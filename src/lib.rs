@@ -3,6 +3,7 @@
 
 pub mod amqp;
 pub mod authz;
+pub mod bench_live;
 pub mod cli;
 pub mod config;
 pub mod engine;
