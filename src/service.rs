@@ -501,7 +501,10 @@ async fn session(
     url: &str,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
-    let conn = amqp::connect(url, "handoff serve").await?;
+    // A broker that accepts TCP but never answers must not stall the service forever.
+    let conn = tokio::time::timeout(Duration::from_secs(30), amqp::connect(url, "handoff serve"))
+        .await
+        .map_err(|_| ServeError::ConnectionLost)??;
     let result = session_on(core, &conn, &mut stop).await;
     let _ = tokio::time::timeout(
         Duration::from_secs(5),
