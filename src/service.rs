@@ -187,7 +187,7 @@ impl Core {
             health,
         };
         core.high_water = core.engine.clock();
-        let overdue = core.fire_due();
+        let overdue = core.fire_due().len();
         info!(
             entries = recovery.entries,
             decisions = core.decided,
@@ -214,16 +214,16 @@ impl Core {
         t
     }
 
-    /// Fires every timer due by now; returns how many decisions that made.
-    fn fire_due(&mut self) -> usize {
+    /// Fires every timer due by the wall clock, and queues the decisions they make.
+    fn fire_due(&mut self) -> Vec<Arc<Outgoing>> {
         match self.engine.next_deadline() {
             Some(deadline) if deadline <= Utc::now() => {
                 let now = self.now();
-                let decisions = self.engine.fire(now);
-                self.queue_decisions(&decisions);
-                decisions.len()
+                let fired = self.engine.fire(now);
+                debug!(decisions = fired.len(), "timers fired");
+                self.queue_decisions(&fired)
             }
-            _ => 0,
+            _ => Vec::new(),
         }
     }
 
@@ -250,7 +250,7 @@ impl Core {
     fn take(&mut self, delivery: &Delivery, batch: &mut Vec<Arc<Outgoing>>) -> Disposition {
         let max = self.config.amqp.max_message_bytes;
         if delivery.data.len() > max {
-            return Disposition::dead(
+            return Disposition::Dead(
                 "oversized",
                 format!(
                     "the message is {} bytes; the limit is {max}",
@@ -260,7 +260,7 @@ impl Core {
         }
         let mut value = match parse_json(&delivery.data) {
             Ok(v) => v,
-            Err(e) => return Disposition::dead(e.code(), e.to_string()),
+            Err(e) => return Disposition::Dead(e.code(), e.to_string()),
         };
         let received = self.now();
         if let Some(obj) = value.as_object_mut() {
@@ -273,7 +273,7 @@ impl Core {
         }
         let event = match envelope::event_from_value(&value) {
             Ok(e) => e,
-            Err(e) => return Disposition::dead(e.code(), e.to_string()),
+            Err(e) => return Disposition::Dead(e.code(), e.to_string()),
         };
         let user = delivery.properties.user_id().as_ref().map(|u| u.as_str());
         let allowed = match user {
@@ -284,7 +284,7 @@ impl Core {
             },
         };
         if let Err(e) = allowed {
-            return Disposition::dead("unauthorized", e.to_string());
+            return Disposition::Dead("unauthorized", e.to_string());
         }
         let step = self.engine.handle(&event);
         if matches!(step.outcome, Outcome::Duplicate) {
@@ -317,12 +317,6 @@ enum Disposition {
         event_type: &'static str,
         dead: Option<(&'static str, String)>,
     },
-}
-
-impl Disposition {
-    fn dead(reason: &'static str, detail: String) -> Disposition {
-        Disposition::Dead(reason, detail)
-    }
 }
 
 fn rejected_detail(r: crate::engine::Reject) -> String {
@@ -729,12 +723,7 @@ fn process(core: &mut Core, deliveries: &mut Vec<Delivery>) -> Result<Option<Bat
         }
     }
     // Timers that came due while this batch was gathered.
-    if core.engine.next_deadline().is_some_and(|t| t <= Utc::now()) {
-        let now = core.now();
-        let fired = core.engine.fire(now);
-        debug!(decisions = fired.len(), "timers fired");
-        batch.decisions.extend(core.queue_decisions(&fired));
-    }
+    batch.decisions.extend(core.fire_due());
     let t = Instant::now();
     let committed = tokio::task::block_in_place(|| core.journal.commit())?;
     if committed > 0 {
