@@ -57,15 +57,20 @@ impl Serve {
         publishers: &str,
         extra: &[(&str, &str)],
     ) -> Serve {
+        // The service's own user, with no tags: it may not impersonate anyone.
+        let (_, url) = broker.add_user("handoff", &[]);
+        Serve::start_on(name, &url, publishers, extra)
+    }
+
+    /// Starts the service on the broker at `url` (a private node, say), as that URL's user.
+    pub fn start_on(name: &str, url: &str, publishers: &str, extra: &[(&str, &str)]) -> Serve {
         let http = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
         let dir = scratch(name);
-        // The service's own user, with no tags: it may not impersonate anyone.
-        let (_, url) = broker.add_user("handoff", &[]);
         let env = vec![
-            ("HANDOFF_AMQP_URL".into(), url),
+            ("HANDOFF_AMQP_URL".into(), url.to_string()),
             (
                 "HANDOFF_JOURNAL".into(),
                 dir.join("journal.jsonl").display().to_string(),
