@@ -169,6 +169,65 @@ impl Broker {
         (name, url)
     }
 
+    /// Creates a user named `<vhost>.<short_name>`, whose password is its name, with these
+    /// tags and exactly these permissions on this vhost: `permissions` is (configure,
+    /// write, read) and each topic permission is (exchange, write, read), all regular
+    /// expressions as RabbitMQ reads them. Returns the name and its AMQP URL.
+    pub fn add_user_with_permissions(
+        &self,
+        short_name: &str,
+        tags: &[&str],
+        permissions: (&str, &str, &str),
+        topic_permissions: &[(&str, &str, &str)],
+    ) -> (String, String) {
+        let name = format!("{}.{short_name}", self.vhost);
+        let user = self.base.api(&format!("users/{}", encode(&name)));
+        http_put(&user, json!({"password": name, "tags": tags.join(",")}))
+            .unwrap_or_else(|e| panic!("cannot create user {name}: {e}"));
+        self.users.lock().unwrap().push(name.clone());
+        let (configure, write, read) = permissions;
+        http_put(
+            &self.base.api(&format!(
+                "permissions/{}/{}",
+                encode(&self.vhost),
+                encode(&name)
+            )),
+            json!({"configure": configure, "write": write, "read": read}),
+        )
+        .unwrap_or_else(|e| panic!("cannot set the permissions of {name}: {e}"));
+        for (exchange, write, read) in topic_permissions {
+            http_put(
+                &self.base.api(&format!(
+                    "topic-permissions/{}/{}",
+                    encode(&self.vhost),
+                    encode(&name)
+                )),
+                json!({"exchange": exchange, "write": write, "read": read}),
+            )
+            .unwrap_or_else(|e| panic!("cannot set a topic permission of {name}: {e}"));
+        }
+        let url = format!(
+            "{}://{}:{}@{}/{}",
+            self.base.scheme,
+            encode(&name),
+            encode(&name),
+            self.base.amqp_authority,
+            encode(&self.vhost)
+        );
+        (name, url)
+    }
+
+    /// Imports definitions into this vhost (`POST /api/definitions/<vhost>`): exchanges,
+    /// queues, bindings and policies; whatever `vhost` they name, they land in this one.
+    /// Users and permissions are global and are not imported this way.
+    pub fn import_definitions(&self, definitions: &Value) {
+        let url = self
+            .base
+            .api(&format!("definitions/{}", encode(&self.vhost)));
+        http_post(&url, definitions.clone())
+            .unwrap_or_else(|e| panic!("cannot import definitions into {}: {e}", self.vhost));
+    }
+
     /// Closes every AMQP connection of this vhost and returns how many. Management stats
     /// lag: waits (up to 15 s) until at least `expect_at_least` connections are listed.
     pub fn close_connections(&self, expect_at_least: usize) -> usize {
@@ -275,6 +334,13 @@ fn http_get(url: &str) -> Result<Value, String> {
 
 fn http_put(url: &str, body: Value) -> Result<(), String> {
     ureq::put(url)
+        .send_json(body)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+fn http_post(url: &str, body: Value) -> Result<(), String> {
+    ureq::post(url)
         .send_json(body)
         .map(drop)
         .map_err(|e| e.to_string())
