@@ -28,6 +28,7 @@ pub const USER_HEADER: &str = "x-handoff-user-id";
 pub const DEAD_LETTER_REASONS: &[&str] = &[
     "oversized",
     "not_utf8",
+    "too_deep",
     "not_json",
     "unknown_type",
     "schema",
@@ -38,10 +39,34 @@ pub const DEAD_LETTER_REASONS: &[&str] = &[
     "late_response",
 ];
 
-/// Opens a connection named `name` (the name shows in RabbitMQ's management UI).
-pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
+/// Opens a connection named `name` (the name shows in RabbitMQ's management UI). With an
+/// `amqps://` URL the connection uses TLS with `tls`: its CA trusted besides the platform's
+/// roots, and its client certificate presented when the broker asks for one.
+pub async fn connect(
+    url: &str,
+    tls: &config::TlsMaterial,
+    name: &str,
+) -> lapin::Result<Connection> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    Connection::connect(url, properties).await
+    let runtime = lapin::runtime::default_runtime()?;
+    Connection::connect_with_config(url, properties, tls.0.clone(), runtime).await
+}
+
+/// The TLS error behind a failed connection, when it is one: the broker's certificate is
+/// not trusted, the broker refused or required a client certificate, or the port does not
+/// speak TLS. Reconnecting cannot mend any of these.
+pub fn tls_failure(e: &lapin::Error) -> Option<&rustls::Error> {
+    let lapin::ErrorKind::IOError(io) = e.kind() else {
+        return None;
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = io.get_ref().map(|e| e as _);
+    while let Some(e) = source {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        source = e.source();
+    }
+    None
 }
 
 /// A channel with publisher confirms turned on.

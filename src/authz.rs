@@ -69,6 +69,39 @@ pub enum Unauthorized {
     },
     #[error("{agency} may not speak for jurisdiction {named}")]
     OtherJurisdiction { agency: String, named: String },
+    /// `source` + `id` identify an event (a repeat is a duplicate), so a source in the
+    /// wrong hands could make another agency's real event look like a repeat, to be
+    /// dropped.
+    #[error("{agency} may not send from source {claimed:?}: its events' source must be {expected}")]
+    ForeignSource {
+        agency: String,
+        claimed: String,
+        expected: String,
+    },
+}
+
+/// Where an agency's sources live (the naming of ICD section 1's examples): BOP's systems
+/// are `urn:agency:bop:<system>`, ICE's `urn:agency:ice:<system>`, courts'
+/// `urn:court:<court>`, and a jurisdiction's `urn:jurisdiction:<jurisdiction_id>`
+/// (optionally followed by `:<system>`).
+fn source_namespace(agency: &Agency) -> String {
+    match agency {
+        Agency::Bop => "urn:agency:bop:".into(),
+        Agency::Ice => "urn:agency:ice:".into(),
+        Agency::Court => "urn:court:".into(),
+        Agency::Jurisdiction(id) => format!("urn:jurisdiction:{id}"),
+    }
+}
+
+/// Whether `source` names one of `agency`'s own systems.
+pub fn owns_source(agency: &Agency, source: &str) -> bool {
+    let ns = source_namespace(agency);
+    match agency {
+        Agency::Jurisdiction(_) => source
+            .strip_prefix(ns.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(':')),
+        _ => source.len() > ns.len() && source.starts_with(ns.as_str()),
+    }
 }
 
 /// The jurisdiction an event speaks for, for the types a jurisdiction may send: the
@@ -94,9 +127,14 @@ pub fn voice(event: &Event) -> Option<&str> {
     }
 }
 
-/// The agency that ordinarily sends an event: the jurisdiction it speaks for when there is
-/// one (a policy may also come from ICE), else the one agency allowed.
+/// The agency that ordinarily sends an event: ICE for a policy from one of ICE's systems,
+/// else the jurisdiction it speaks for when there is one, else the one agency allowed.
 pub fn usual_sender(event: &Event) -> Agency {
+    if matches!(event.body, EventBody::PolicyUpdated { .. })
+        && owns_source(&Agency::Ice, &event.source)
+    {
+        return Agency::Ice;
+    }
     if let Some(j) = voice(event) {
         return Agency::Jurisdiction(j.to_string());
     }
@@ -107,8 +145,26 @@ pub fn usual_sender(event: &Event) -> Agency {
     }
 }
 
-/// Checks that `agency` may publish `event` (ICD section 2, "who may publish").
+/// Checks that `agency` may publish `event` (ICD section 2, "who may publish"), and that
+/// the event comes from one of the agency's own sources.
 pub fn check(agency: &Agency, event: &Event) -> Result<(), Unauthorized> {
+    may_send(agency, event)?;
+    if owns_source(agency, &event.source) {
+        Ok(())
+    } else {
+        Err(Unauthorized::ForeignSource {
+            agency: agency.to_string(),
+            claimed: event.source.clone(),
+            expected: match agency {
+                Agency::Jurisdiction(_) => source_namespace(agency),
+                _ => format!("{}<system>", source_namespace(agency)),
+            },
+        })
+    }
+}
+
+/// The type half of [`check`]: ICD section 2's table.
+fn may_send(agency: &Agency, event: &Event) -> Result<(), Unauthorized> {
     let wrong = || Unauthorized::WrongAgency {
         agency: agency.to_string(),
         event_type: event.body.type_name(),
@@ -143,7 +199,7 @@ mod tests {
     }
 
     /// ICD section 2, row by row: which agencies may send each type (Travis County's own
-    /// events; Clark County is another jurisdiction).
+    /// events; Clark County is another jurisdiction). Sources are checked below.
     #[test]
     fn who_may_publish_each_type() {
         let travis = Agency::Jurisdiction("tx-travis-county".into());
@@ -166,17 +222,54 @@ mod tests {
         for (t, allowed) in table {
             let event = sample(t);
             for agency in [&Agency::Bop, &Agency::Ice, &Agency::Court, &travis, &clark] {
-                let ok = check(agency, &event).is_ok();
+                let ok = may_send(agency, &event).is_ok();
                 assert_eq!(ok, allowed.contains(&agency), "{agency} and {t}");
                 if !ok && *agency == clark && voice(&event).is_some() {
                     assert!(matches!(
-                        check(agency, &event),
+                        may_send(agency, &event),
                         Err(Unauthorized::OtherJurisdiction { .. })
                     ));
                 }
             }
             assert!(check(&usual_sender(&event), &event).is_ok(), "{t}");
         }
+    }
+
+    /// One agency's user sending an event under another's source is refused, so it cannot
+    /// take an id the other will use and make the real event a "duplicate".
+    #[test]
+    fn an_agency_may_send_only_from_its_own_sources() {
+        let travis = Agency::Jurisdiction("tx-travis-county".into());
+        let mut claim = sample("local.claim.lodged");
+        assert!(check(&travis, &claim).is_ok());
+        claim.source = "urn:jurisdiction:tx-travis-county:jail-records".into();
+        assert!(check(&travis, &claim).is_ok());
+        for squatted in [
+            "urn:agency:bop:sentry",
+            "urn:jurisdiction:tx-travis-county-annex",
+            "urn:jurisdiction:nv-clark-county",
+            "urn:jurisdiction:",
+        ] {
+            claim.source = squatted.into();
+            assert!(
+                matches!(
+                    check(&travis, &claim),
+                    Err(Unauthorized::ForeignSource { .. })
+                ),
+                "{squatted}"
+            );
+        }
+        let mut release = sample("bop.release.scheduled");
+        release.source = "urn:agency:bop:".into();
+        assert!(check(&Agency::Bop, &release).is_err());
+        release.source = "urn:agency:ice:eagle".into();
+        assert!(check(&Agency::Bop, &release).is_err());
+        // ICE may send a policy from its own system; the jurisdiction may not use ICE's.
+        let mut policy = sample("jurisdiction.policy.updated");
+        policy.source = "urn:agency:ice:eagle".into();
+        assert!(check(&Agency::Ice, &policy).is_ok());
+        assert_eq!(usual_sender(&policy), Agency::Ice);
+        assert!(check(&travis, &policy).is_err());
     }
 
     #[test]

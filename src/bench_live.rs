@@ -316,13 +316,7 @@ struct Workload {
 /// The user that publishes `event`, and the agency it is configured as. Policies come
 /// from the jurisdiction itself unless ICE sent them.
 pub fn publisher_of(event: &Event) -> (String, String) {
-    let agency = match &event.body {
-        // A policy from ICE's own system is sent as ICE.
-        EventBody::PolicyUpdated { .. } if !event.source.starts_with("urn:jurisdiction:") => {
-            Agency::Ice
-        }
-        _ => authz::usual_sender(event),
-    };
+    let agency = authz::usual_sender(event);
     let user = match &agency {
         Agency::Jurisdiction(j) => format!("bench-j-{j}"),
         other => format!("bench-{other}"),
@@ -521,7 +515,9 @@ fn queue_args(queue_type: QueueType) -> FieldTable {
 }
 
 async fn connect(url: &str, name: &str) -> Result<Connection, BenchError> {
-    match tokio::time::timeout(Duration::from_secs(10), amqp::connect(url, name)).await {
+    // The bench takes no TLS files: an amqps:// URL is checked against the platform's roots.
+    let tls = config::TlsMaterial::default();
+    match tokio::time::timeout(Duration::from_secs(10), amqp::connect(url, &tls, name)).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(BenchError::CannotRun(format!(
             "cannot connect to {}: {e}",
@@ -1224,7 +1220,7 @@ async fn relay(
     mut outputs: HashMap<String, u32>,
     mut stop: oneshot::Receiver<()>,
 ) -> Result<(), String> {
-    let conn = amqp::connect(&url, "handoff bench-live relay")
+    let conn = amqp::connect(&url, &Default::default(), "handoff bench-live relay")
         .await
         .map_err(|e| e.to_string())?;
     let result = async {

@@ -36,6 +36,10 @@ with its reason in the x-handoff-reason header.\n\n\
 At start-up the journal is replayed to rebuild state; decisions not yet confirmed are \
 published again with the same ids, and timers that came due while stopped fire with their \
 own deadlines. SIGTERM or Ctrl-C stops consuming, finishes the batches in flight and exits.\n\n\
+Exit status: 0 after SIGTERM or Ctrl-C; 2 if the configuration is invalid; 75 (EX_TEMPFAIL) if \
+a journal write or fsync failed (a full disk): nothing unjournaled was acknowledged, so free \
+space and restart; 1 on any other error, such as a damaged journal at start-up (see \
+`handoff journal verify`).\n\n\
 Settings come from --config (TOML; see deploy/handoff.toml), then from these environment \
 variables:\n{}",
         crate::config::env_help()
@@ -186,6 +190,11 @@ Exit status: 0 if every run completed, 1 if the service stopped with an error or
 final event never came back, 2 if the bench could not run (no broker, no impersonation)."
     )]
     BenchLive(crate::bench_live::BenchArgs),
+    /// Check a journal (checksums, events) or repair a damaged one, keeping a backup.
+    Journal {
+        #[command(subcommand)]
+        command: crate::journal_tool::JournalCommand,
+    },
     /// Run the live service: consume events from RabbitMQ, journal them, publish decisions.
     #[command(long_about = serve_about())]
     Serve {
@@ -278,6 +287,7 @@ pub fn main() -> ExitCode {
         } => cmd_gen(events, seed, people, start, output),
         Command::Publish(args) => Ok(crate::publish::run(&args)),
         Command::BenchLive(args) => Ok(crate::bench_live::run(&args)),
+        Command::Journal { command } => Ok(crate::journal_tool::run(command)),
         Command::Serve { config } => Ok(crate::service::run(config.as_deref())),
     };
     match result {
@@ -436,10 +446,7 @@ fn cmd_validate(file: &PathBuf) -> anyhow::Result<ExitCode> {
 /// Checks one message of either direction: the schema for its type, then the rules a
 /// schema cannot state (`subject` equals `data.person_id`; times are real times).
 pub fn check_message(bytes: &[u8]) -> Result<&'static str, envelope::Invalid> {
-    let text =
-        std::str::from_utf8(bytes).map_err(|e| envelope::Invalid::NotUtf8(e.valid_up_to()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| envelope::Invalid::NotJson(e.to_string()))?;
+    let value = envelope::parse_json(bytes)?;
     let ty = schemas::validate_any(&value)?;
     if schemas::DECISION_TYPES.contains(&ty) {
         if value["subject"] != value["data"]["person_id"] {

@@ -52,6 +52,37 @@ pub struct Amqp {
     /// The first wait before reconnecting; it doubles up to `reconnect_max_ms`.
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
+    /// TLS files, used when `url` is `amqps://`.
+    pub tls: Tls,
+}
+
+/// The files of TLS to RabbitMQ (`[amqp.tls]`), used when the URL is `amqps://`. Only paths
+/// are kept here: [`Tls::load`] reads the files, and no error ever shows what is in them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM certificates trusted to sign the broker's certificate, in addition to the
+    /// platform's roots; without it, the platform's roots alone.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (then any intermediates), for a broker that requires client
+    /// certificates. It needs `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// The PEM private key of `cert_file` (PKCS#8, PKCS#1 or SEC1; not encrypted).
+    pub key_file: Option<PathBuf>,
+}
+
+/// TLS settings read from the files of [`Tls`], ready for lapin. Its `Debug` shows which
+/// parts are present, never the key.
+#[derive(Clone, Default)]
+pub struct TlsMaterial(pub lapin::tcp::OwnedTLSConfig);
+
+impl std::fmt::Debug for TlsMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsMaterial")
+            .field("ca", &self.0.cert_chain.is_some())
+            .field("client_certificate", &self.0.identity.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -119,6 +150,7 @@ impl Default for Amqp {
             max_message_bytes: 64 * 1024,
             reconnect_min_ms: 100,
             reconnect_max_ms: 10_000,
+            tls: Tls::default(),
         }
     }
 }
@@ -169,6 +201,9 @@ pub enum ConfigError {
 /// prints this list.
 pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("HANDOFF_AMQP_URL", "amqp.url"),
+    ("HANDOFF_AMQP_TLS_CA", "amqp.tls.ca_file (empty: none)"),
+    ("HANDOFF_AMQP_TLS_CERT", "amqp.tls.cert_file (empty: none)"),
+    ("HANDOFF_AMQP_TLS_KEY", "amqp.tls.key_file (empty: none)"),
     ("HANDOFF_PREFETCH", "amqp.prefetch"),
     ("HANDOFF_QUEUE_TYPE", "amqp.queue_type (quorum | classic)"),
     (
@@ -225,6 +260,7 @@ impl Config {
         if let Some(v) = var("HANDOFF_AMQP_URL") {
             self.amqp.url = v;
         }
+        self.amqp.tls.apply_env(&var);
         if let Some(v) = var("HANDOFF_PREFETCH") {
             self.amqp.prefetch = v.parse().map_err(|_| ConfigError::Invalid {
                 setting: "HANDOFF_PREFETCH",
@@ -298,6 +334,8 @@ impl Config {
             });
         }
         self.http_listen()?;
+        check_url(&self.amqp.url)?;
+        self.amqp.tls.load(&self.amqp.url)?;
         Ok(())
     }
 
@@ -330,6 +368,136 @@ impl Config {
                 setting: "http.listen",
                 message: format!("{:?}: {e}", self.http.listen),
             })
+    }
+}
+
+impl Tls {
+    /// Applies `HANDOFF_AMQP_TLS_CA`, `_CERT` and `_KEY`, read through `var`; an empty
+    /// value removes the file's setting.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        for (name, field) in [
+            ("HANDOFF_AMQP_TLS_CA", &mut self.ca_file),
+            ("HANDOFF_AMQP_TLS_CERT", &mut self.cert_file),
+            ("HANDOFF_AMQP_TLS_KEY", &mut self.key_file),
+        ] {
+            if let Some(v) = var(name) {
+                *field = (!v.is_empty()).then(|| PathBuf::from(v));
+            }
+        }
+    }
+
+    /// Reads and checks the files for a connection to `url`: TLS files with a URL that is
+    /// not `amqps://`, a certificate without its key (or the reverse), and a file that
+    /// cannot be read or holds no PEM of the right kind are errors naming the setting and
+    /// the path. Neither the URL nor anything read from a file goes into an error.
+    pub fn load(&self, url: &str) -> Result<TlsMaterial, ConfigError> {
+        let any = self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some();
+        let scheme = url.split_once("://").map_or("", |(s, _)| s);
+        if any && !scheme.eq_ignore_ascii_case("amqps") {
+            return Err(ConfigError::Invalid {
+                setting: "amqp.tls",
+                message: format!(
+                    "TLS files are set but the AMQP URL is {}, not amqps://: use an amqps:// \
+                     URL (port 5671 by default), or remove the TLS files",
+                    if scheme.is_empty() {
+                        "not a URL".to_string()
+                    } else {
+                        format!("{scheme}://")
+                    }
+                ),
+            });
+        }
+        let mut material = lapin::tcp::OwnedTLSConfig::default();
+        if let Some(path) = &self.ca_file {
+            let pem = read_pem("amqp.tls.ca_file", path)?;
+            certificates("amqp.tls.ca_file", path, pem.as_bytes())?;
+            material.cert_chain = Some(pem);
+        }
+        match (&self.cert_file, &self.key_file) {
+            (None, None) => {}
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    setting: "amqp.tls",
+                    message: "cert_file and key_file go together: set both or neither".into(),
+                });
+            }
+            (Some(cert), Some(key)) => {
+                let pem = read_pem("amqp.tls.cert_file", cert)?;
+                certificates("amqp.tls.cert_file", cert, pem.as_bytes())?;
+                let key_pem = read_pem("amqp.tls.key_file", key)?;
+                use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
+                if PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).is_err() {
+                    return Err(ConfigError::Invalid {
+                        setting: "amqp.tls.key_file",
+                        message: format!(
+                            "{}: holds no PEM private key (PKCS#8, PKCS#1 or SEC1, not \
+                             encrypted)",
+                            key.display()
+                        ),
+                    });
+                }
+                material.identity = Some(lapin::tcp::OwnedIdentity::PKCS8 {
+                    pem: pem.into_bytes(),
+                    key: key_pem.into_bytes(),
+                });
+            }
+        }
+        Ok(TlsMaterial(material))
+    }
+}
+
+/// The text of a PEM file, or an error naming `setting` and the path.
+fn read_pem(setting: &'static str, path: &Path) -> Result<String, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|e| ConfigError::Invalid {
+        setting,
+        message: format!("cannot read {}: {e}", path.display()),
+    })?;
+    String::from_utf8(bytes).map_err(|_| ConfigError::Invalid {
+        setting,
+        message: format!("{}: not a PEM file (not text)", path.display()),
+    })
+}
+
+/// Checks that `pem` holds at least one certificate and no damaged one.
+fn certificates(setting: &'static str, path: &Path, pem: &[u8]) -> Result<(), ConfigError> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut count = 0;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        if cert.is_err() {
+            return Err(ConfigError::Invalid {
+                setting,
+                message: format!("{}: a PEM certificate in it is damaged", path.display()),
+            });
+        }
+        count += 1;
+    }
+    if count == 0 {
+        return Err(ConfigError::Invalid {
+            setting,
+            message: format!(
+                "{}: holds no PEM certificate (a CERTIFICATE block)",
+                path.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that `url` is an AMQP URL lapin can connect with. The parser's reason is given
+/// unless it quotes the URL (lapin's does for a URL without `//`), which would print the
+/// password: then only the expected form is.
+pub fn check_url(url: &str) -> Result<(), ConfigError> {
+    let form = "the form is amqp://user:password@host:port/vhost (or amqps://)";
+    match url.parse::<lapin::uri::AMQPUri>() {
+        Ok(_) => Ok(()),
+        Err(reason) => Err(ConfigError::Invalid {
+            setting: "amqp.url",
+            message: if url.is_empty() || !reason.contains(url) {
+                format!("not an AMQP URL ({reason}); {form}")
+            } else {
+                format!("not an AMQP URL; {form}")
+            },
+        }),
     }
 }
 
@@ -432,6 +600,128 @@ mod tests {
             .apply_env(|n| (n == "HANDOFF_QUEUE_TYPE").then(|| "stream".into()))
             .unwrap_err();
         assert!(e.to_string().starts_with("HANDOFF_QUEUE_TYPE"), "{e}");
+    }
+
+    /// A scratch directory with a self-signed certificate and its key in PEM.
+    fn pem_files(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("handoff-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+        (dir.clone(), dir.join("cert.pem"), dir.join("key.pem"))
+    }
+
+    #[test]
+    fn tls_files_load_from_the_file_and_the_environment() {
+        let (dir, cert, key) = pem_files("tls-ok");
+        let mut c = Config::from_toml(
+            &format!(
+                "[amqp]\nurl = \"amqps://a:b@h/%2f\"\n[amqp.tls]\nca_file = {:?}\n",
+                cert.display().to_string()
+            ),
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        c.check().unwrap();
+        let env = |name: &str| match name {
+            "HANDOFF_AMQP_TLS_CERT" => Some(cert.display().to_string()),
+            "HANDOFF_AMQP_TLS_KEY" => Some(key.display().to_string()),
+            "HANDOFF_AMQP_TLS_CA" => Some(String::new()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        assert_eq!(c.amqp.tls.ca_file, None);
+        let material = c.amqp.tls.load(&c.amqp.url).unwrap();
+        assert!(material.0.identity.is_some() && material.0.cert_chain.is_none());
+        // Debug shows what is there, never the key.
+        let shown = format!("{material:?}");
+        assert!(
+            !shown.contains("PRIVATE") && !shown.contains("[45,"),
+            "{shown}"
+        );
+        assert_eq!(shown, "TlsMaterial { ca: false, client_certificate: true }");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn tls_mistakes_name_the_setting_and_the_file_never_its_contents() {
+        let (dir, cert, key) = pem_files("tls-bad");
+        let secret = std::fs::read_to_string(&key).unwrap();
+        let tls = |ca: Option<&Path>, cert: Option<&Path>, key: Option<&Path>| Tls {
+            ca_file: ca.map(Path::to_owned),
+            cert_file: cert.map(Path::to_owned),
+            key_file: key.map(Path::to_owned),
+        };
+        let url = "amqps://u:hunter2@h/%2f";
+        let err = |t: Tls, url: &str| {
+            let e = t.load(url).unwrap_err().to_string();
+            assert!(!e.contains("hunter2") && !e.contains("BEGIN"), "{e}");
+            assert!(!secret.lines().skip(1).any(|l| e.contains(l)), "{e}");
+            e
+        };
+        let e = err(tls(Some(&cert), None, None), "amqp://u:hunter2@h/%2f");
+        assert!(
+            e.starts_with("amqp.tls: ") && e.contains("amqp://, not amqps://"),
+            "{e}"
+        );
+        let missing = dir.join("missing.pem");
+        let e = err(tls(None, Some(&cert), Some(&missing)), url);
+        assert!(
+            e.starts_with("amqp.tls.key_file: cannot read ") && e.contains("missing.pem"),
+            "{e}"
+        );
+        let e = err(tls(None, Some(&cert), None), url);
+        assert!(e.contains("cert_file and key_file go together"), "{e}");
+        // A key where a certificate belongs, and a certificate where the key belongs.
+        let e = err(tls(Some(&key), None, None), url);
+        assert!(
+            e.starts_with("amqp.tls.ca_file: ") && e.contains("key.pem"),
+            "{e}"
+        );
+        let e = err(tls(None, Some(&cert), Some(&cert)), url);
+        assert!(
+            e.starts_with("amqp.tls.key_file: ") && e.contains("cert.pem"),
+            "{e}"
+        );
+        let damaged = dir.join("damaged.pem");
+        std::fs::write(
+            &damaged,
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = err(tls(Some(&damaged), None, None), url);
+        assert!(
+            e.contains("damaged.pem: a PEM certificate in it is damaged"),
+            "{e}"
+        );
+        // Through Config::check as well: a configuration with a bad file is refused.
+        let mut c = Config::default();
+        c.amqp.url = url.into();
+        c.amqp.tls = tls(Some(&missing), None, None);
+        assert!(c.check().unwrap_err().to_string().contains("missing.pem"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_bad_url_is_refused_without_printing_it() {
+        for url in [
+            "amqp:u:hunter2@h/%2f",
+            "amqp://u:hunter2@h:notaport/%2f",
+            "amqpx://u:hunter2@h/%2f",
+        ] {
+            let mut c = Config::default();
+            c.amqp.url = url.into();
+            let e = c.check().unwrap_err().to_string();
+            assert!(e.starts_with("amqp.url: not an AMQP URL"), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        check_url("amqps://u:p@h:5671/%2f?heartbeat=10").unwrap();
     }
 
     #[test]

@@ -16,6 +16,8 @@ use crate::schemas::{self, SchemaError};
 pub enum Invalid {
     #[error("not UTF-8: invalid byte sequence at byte {0}")]
     NotUtf8(usize),
+    #[error("arrays and objects nested deeper than {limit} levels (at byte {at})")]
+    TooDeep { limit: usize, at: usize },
     #[error("not JSON: {0}")]
     NotJson(String),
     #[error("{0}")]
@@ -27,11 +29,12 @@ pub enum Invalid {
 }
 
 impl Invalid {
-    /// A short, stable reason code: `not_utf8`, `not_json`, `unknown_type`, `schema`,
-    /// `subject_mismatch`, `bad_field`.
+    /// A short, stable reason code: `not_utf8`, `too_deep`, `not_json`, `unknown_type`,
+    /// `schema`, `subject_mismatch`, `bad_field`.
     pub fn code(&self) -> &'static str {
         match self {
             Invalid::NotUtf8(_) => "not_utf8",
+            Invalid::TooDeep { .. } => "too_deep",
             Invalid::NotJson(_) => "not_json",
             Invalid::Schema(e) if e.path == "/type" && e.keyword == "enum" => "unknown_type",
             Invalid::Schema(_) => "schema",
@@ -47,17 +50,71 @@ impl From<SchemaError> for Invalid {
     }
 }
 
+/// The deepest nesting of arrays and objects a message may have. An event is three levels
+/// deep (the envelope, `data`, then a custodian or a list of texts), so anything past this
+/// is refused before it is parsed, with its own reason, rather than reaching serde_json's
+/// recursion limit (128) as a vague parse error.
+pub const MAX_DEPTH: usize = 16;
+
 /// Parses and validates one message given as raw bytes (one JSON-lines line, or an AMQP
 /// body).
 pub fn parse_event_bytes(bytes: &[u8]) -> Result<Event, Invalid> {
-    let text = std::str::from_utf8(bytes).map_err(|e| Invalid::NotUtf8(e.valid_up_to()))?;
-    parse_event(text)
+    event_from_value(&parse_json(bytes)?)
 }
 
 /// Parses and validates one message given as text.
 pub fn parse_event(text: &str) -> Result<Event, Invalid> {
-    let value: Value = serde_json::from_str(text).map_err(|e| Invalid::NotJson(e.to_string()))?;
-    event_from_value(&value)
+    event_from_value(&parse_json_text(text)?)
+}
+
+/// Bytes → JSON value: UTF-8, then the nesting depth, then JSON. Every reader of inbound
+/// messages (replay, the live service, `validate`) goes through here, so they refuse the
+/// same messages for the same reasons.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, Invalid> {
+    let text = std::str::from_utf8(bytes).map_err(|e| Invalid::NotUtf8(e.valid_up_to()))?;
+    parse_json_text(text)
+}
+
+/// Text → JSON value: the nesting depth, then JSON.
+pub fn parse_json_text(text: &str) -> Result<Value, Invalid> {
+    if let Some(at) = too_deep(text.as_bytes(), MAX_DEPTH) {
+        return Err(Invalid::TooDeep {
+            limit: MAX_DEPTH,
+            at,
+        });
+    }
+    serde_json::from_str(text).map_err(|e| Invalid::NotJson(e.to_string()))
+}
+
+/// The byte offset of the first `[` or `{` (outside strings) that opens level `limit + 1`,
+/// if any. One pass, no allocation; malformed JSON is left for the parser to describe.
+fn too_deep(bytes: &[u8], limit: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Validates a parsed message against its schema and reads it into an [`Event`].

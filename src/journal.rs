@@ -83,7 +83,7 @@ pub enum LineError {
 }
 
 /// Checks one line (without the trailing '\n') and gives its text when it is intact.
-fn check(line: &[u8]) -> Result<&str, LineError> {
+pub fn check(line: &[u8]) -> Result<&str, LineError> {
     if line.len() <= PREFIX_LEN
         || !line.starts_with(CRC_OPEN)
         || &line[PREFIX_LEN - CRC_CLOSE.len()..PREFIX_LEN] != CRC_CLOSE

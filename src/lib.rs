@@ -13,6 +13,7 @@ pub mod generator;
 pub mod http;
 pub mod ids;
 pub mod journal;
+pub mod journal_tool;
 pub mod metrics;
 pub mod model;
 pub mod publish;

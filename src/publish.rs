@@ -18,9 +18,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
-use lapin::{
-    BasicProperties, Confirmation, Connection, ConnectionProperties, ErrorKind, PublisherConfirm,
-};
+use lapin::{BasicProperties, Confirmation, ErrorKind, PublisherConfirm};
 
 use crate::authz;
 use crate::config::{self, Config};
@@ -37,7 +35,9 @@ pub struct PublishArgs {
     /// The JSON-lines file of events; `-` reads standard input.
     pub file: PathBuf,
     /// The broker's AMQP URL [default: $HANDOFF_AMQP_URL, else
-    /// amqp://guest:***@127.0.0.1:5672/%2f]. Its password is never printed.
+    /// amqp://guest:***@127.0.0.1:5672/%2f]. Its password is never printed. An amqps://
+    /// URL uses TLS with the files of $HANDOFF_AMQP_TLS_CA, $HANDOFF_AMQP_TLS_CERT and
+    /// $HANDOFF_AMQP_TLS_KEY, or of --config's [amqp.tls] when given.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// The exchange to publish to (topic; the routing key is the event type).
@@ -141,10 +141,14 @@ fn run_inner(args: &PublishArgs) -> Result<ExitCode, Fatal> {
     }
     let name = args.file.display().to_string();
     let bytes = read_all(&args.file).map_err(|e| Fatal(format!("cannot read {name}: {e}")))?;
+    // TLS files: the environment's, or the configuration's when one is given.
+    let mut tls = config::Tls::default();
+    tls.apply_env(|name| std::env::var(name).ok());
     // The user-ids to send as, and for --impersonate the agencies behind them.
     let (users, agencies) = match (&args.impersonate, &args.config) {
         (true, Some(path)) => {
             let config = Config::load(Some(path))?;
+            tls = config.amqp.tls.clone();
             let agencies: Vec<(String, authz::Agency)> = config.agencies()?.into_iter().collect();
             if agencies.is_empty() {
                 return Err(Fatal(format!(
@@ -157,6 +161,12 @@ fn run_inner(args: &PublishArgs) -> Result<ExitCode, Fatal> {
         _ => (vec![config::url_user(&url)], Vec::new()),
     };
 
+    if let Err(config::ConfigError::Invalid { message, .. }) = config::check_url(&url) {
+        return Err(Fatal(format!(
+            "the AMQP URL (--url or HANDOFF_AMQP_URL): {message}"
+        )));
+    }
+    let tls = tls.load(&url)?;
     let (items, lines, bad) = validate(&bytes, &name, &agencies);
     if bad > 0 {
         eprintln!("handoff: {bad} of {lines} lines invalid; nothing published");
@@ -168,6 +178,7 @@ fn run_inner(args: &PublishArgs) -> Result<ExitCode, Fatal> {
         .build()?;
     let publisher = Publisher {
         url: &url,
+        tls: &tls,
         exchange: &args.exchange,
         rate: args.rate,
         window: args.window as usize,
@@ -316,6 +327,7 @@ fn due(i: usize, rate: f64) -> Duration {
 
 struct Publisher<'a> {
     url: &'a str,
+    tls: &'a config::TlsMaterial,
     exchange: &'a str,
     rate: f64,
     window: usize,
@@ -330,7 +342,7 @@ impl Publisher<'_> {
     async fn publish(&self, items: &[Item]) -> Result<usize, Fatal> {
         let conn = tokio::time::timeout(
             Duration::from_secs(30),
-            Connection::connect(self.url, ConnectionProperties::default()),
+            crate::amqp::connect(self.url, self.tls, "handoff publish"),
         )
         .await
         .map_err(|_| {

@@ -225,7 +225,7 @@ fn unknown_type(what: &str, ty: &str) -> SchemaError {
     SchemaError {
         path: "/type".to_owned(),
         keyword: "enum".to_owned(),
-        message: truncate(format!("unknown {what} {}", Value::from(ty))),
+        message: tidy(format!("unknown {what} {}", Value::from(ty))),
     }
 }
 
@@ -275,17 +275,45 @@ fn describe(error: &ValidationError<'_>) -> SchemaError {
     SchemaError {
         path: error.instance_path().as_str().to_owned(),
         keyword: keyword.to_owned(),
-        message: truncate(message),
+        message: tidy(message),
     }
 }
 
-/// Cuts `message` to [`MAX_MESSAGE_CHARS`] characters, marking the cut with an ellipsis.
-fn truncate(mut message: String) -> String {
-    if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
-        message.truncate(cut);
-        message.push('…');
+/// Escapes what could hide or break a line, then cuts to length: a message quotes the
+/// offending value, and that value must show as what it is in a log, a terminal or a
+/// dead-letter header.
+fn tidy(message: String) -> String {
+    truncate(escape_invisible(&message))
+}
+
+/// Writes controls, line and paragraph separators, bidirectional overrides, zero-width and
+/// other invisible characters as Rust escapes (`\u{202e}`); quotes and backslashes, which
+/// the message already escapes as JSON does, are left alone.
+fn escape_invisible(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        match c {
+            '"' | '\'' | '\\' => out.push(c),
+            c => out.extend(c.escape_debug()),
+        }
     }
-    message
+    out
+}
+
+/// Cuts `message` to [`MAX_MESSAGE_CHARS`] characters, marking the cut with an ellipsis.
+/// The cut is in the middle: a message quotes the offending value first and says what is
+/// wrong with it last, so a huge value must not push the explanation out.
+fn truncate(message: String) -> String {
+    let chars = message.chars().count();
+    if chars <= MAX_MESSAGE_CHARS {
+        return message;
+    }
+    let head = MAX_MESSAGE_CHARS / 2;
+    let tail = MAX_MESSAGE_CHARS - head;
+    let mut out: String = message.chars().take(head).collect();
+    out.push('…');
+    out.extend(message.chars().skip(chars - tail));
+    out
 }
 
 #[cfg(test)]
@@ -440,5 +468,12 @@ mod tests {
         let long = truncate("x".repeat(1000));
         assert_eq!(long.chars().count(), MAX_MESSAGE_CHARS + 1);
         assert_eq!(truncate("short".to_owned()), "short");
+        // The explanation at the end survives a huge value at the start.
+        let long = truncate(format!(
+            "\"{}\" is longer than 128 characters",
+            "x".repeat(1000)
+        ));
+        assert!(long.starts_with("\"xxx"), "{long}");
+        assert!(long.contains('…') && long.ends_with("is longer than 128 characters"));
     }
 }

@@ -56,6 +56,14 @@ pub enum ServeError {
     ConsumerClosed,
     #[error("the connection to RabbitMQ is gone")]
     ConnectionLost,
+    /// TLS with the broker failed (an untrusted certificate, a client certificate refused
+    /// or missing): stop, since reconnecting cannot mend the configuration.
+    #[error(
+        "TLS with RabbitMQ failed: {0}. Check amqp.tls: ca_file must hold the CA that signed \
+         the broker's certificate, cert_file and key_file a client certificate the broker \
+         trusts; and the URL's port must speak TLS"
+    )]
+    Tls(String),
     #[error("RabbitMQ refused decision {id}: {why}")]
     Refused { id: String, why: String },
     /// The journal cannot be read or written: stop; nothing unjournaled was acknowledged.
@@ -68,7 +76,7 @@ impl ServeError {
     /// engine has already seen events that may not be on disk, so the process must stop
     /// and rebuild its state from the journal.
     fn is_transient(&self) -> bool {
-        !matches!(self, ServeError::Journal(_))
+        !matches!(self, ServeError::Journal(_) | ServeError::Tls(_))
     }
 }
 
@@ -330,10 +338,10 @@ fn rejected_detail(r: crate::engine::Reject) -> String {
     }
 }
 
-/// Bytes → JSON value, with the envelope's reasons for failure.
+/// Bytes → JSON value, with the envelope's reasons for failure (the same checks replay
+/// makes, so the journal never holds a line replay would refuse).
 fn parse_json(bytes: &[u8]) -> Result<Value, Invalid> {
-    let text = std::str::from_utf8(bytes).map_err(|e| Invalid::NotUtf8(e.valid_up_to()))?;
-    serde_json::from_str(text).map_err(|e| Invalid::NotJson(e.to_string()))
+    envelope::parse_json(bytes)
 }
 
 fn outgoing(index: u64, d: &Decision) -> Outgoing {
@@ -372,12 +380,28 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
     };
     match runtime.block_on(serve(config, wait_for_signal())) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            error!("stopped: {e:#}");
-            ExitCode::from(1)
-        }
+        Err(e) => match e.downcast_ref::<ServeError>() {
+            Some(ServeError::Journal(j)) => {
+                error!(
+                    exit_status = EXIT_JOURNAL_FAILED,
+                    "stopped: the journal cannot be written: {j}. Nothing that is not in the \
+                     journal was acknowledged; every unacknowledged message stays in RabbitMQ \
+                     and is delivered again after a restart. Free space on the journal's disk \
+                     (or fix the disk), then restart handoff"
+                );
+                ExitCode::from(EXIT_JOURNAL_FAILED)
+            }
+            _ => {
+                error!("stopped: {e:#}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
+
+/// The exit status when a journal write or fsync failed while serving (a full disk, an IO
+/// error): `EX_TEMPFAIL` from sysexits.h, since a restart succeeds once the disk is fixed.
+pub const EXIT_JOURNAL_FAILED: u8 = 75;
 
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
@@ -437,12 +461,13 @@ pub async fn serve(
     );
     let mut backoff = min;
     let url = config.amqp.url.clone();
+    let tls = config.amqp.tls.load(&url)?;
     loop {
         if *stop_rx.borrow() {
             break;
         }
         let started = Instant::now();
-        let result = session(&mut core, &url, stop_rx.clone()).await;
+        let result = session(&mut core, &url, &tls, stop_rx.clone()).await;
         core.health.set_connected(false);
         core.metrics.set_connected(false);
         match result {
@@ -493,12 +518,18 @@ async fn wait_for_signal() {
 async fn session(
     core: &mut Core,
     url: &str,
+    tls: &crate::config::TlsMaterial,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     // A broker that accepts TCP but never answers must not stall the service forever.
-    let conn = tokio::time::timeout(Duration::from_secs(30), amqp::connect(url, "handoff serve"))
+    let connect = amqp::connect(url, tls, "handoff serve");
+    let conn = tokio::time::timeout(Duration::from_secs(30), connect)
         .await
-        .map_err(|_| ServeError::ConnectionLost)??;
+        .map_err(|_| ServeError::ConnectionLost)?
+        .map_err(|e| match amqp::tls_failure(&e) {
+            Some(tls) => ServeError::Tls(tls.to_string()),
+            None => ServeError::Amqp(e),
+        })?;
     let result = session_on(core, &conn, &mut stop).await;
     let _ = tokio::time::timeout(
         Duration::from_secs(5),
@@ -725,7 +756,14 @@ fn process(core: &mut Core, deliveries: &mut Vec<Delivery>) -> Result<Option<Bat
     // Timers that came due while this batch was gathered.
     batch.decisions.extend(core.fire_due());
     let t = Instant::now();
-    let committed = tokio::task::block_in_place(|| core.journal.commit())?;
+    let committed = match tokio::task::block_in_place(|| core.journal.commit()) {
+        Ok(n) => n,
+        Err(e) => {
+            // Not ready from here on: the service stops without acknowledging this batch.
+            core.health.set_stopping(true);
+            return Err(e.into());
+        }
+    };
     if committed > 0 {
         core.metrics.observe_fsync(t.elapsed());
         core.metrics.set_journal_entries(core.journal.len());

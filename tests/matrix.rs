@@ -230,8 +230,29 @@ fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// A valid event of type `t`, with its own event id `id` and person `person`.
-fn event(t: &str, voice: Voice, id: &str, person: &str, offer_id: Option<&str>) -> Value {
+/// The `source` an agency's events carry (its own namespace, which the service checks), or
+/// a source of no agency's for a user that is no configured publisher.
+fn source_of(agency: Option<&handoff::authz::Agency>) -> String {
+    use handoff::authz::Agency;
+    match agency {
+        Some(Agency::Bop) => "urn:agency:bop:matrix".into(),
+        Some(Agency::Ice) => "urn:agency:ice:matrix".into(),
+        Some(Agency::Court) => "urn:court:matrix".into(),
+        Some(Agency::Jurisdiction(j)) => format!("urn:jurisdiction:{j}"),
+        None => "urn:test:matrix".into(),
+    }
+}
+
+/// A valid event of type `t`, with its own event id `id` and person `person`, from
+/// `source`.
+fn event(
+    t: &str,
+    voice: Voice,
+    id: &str,
+    person: &str,
+    offer_id: Option<&str>,
+    source: &str,
+) -> Value {
     let j = match voice {
         Voice::Other => OTHER,
         _ => OWN,
@@ -281,7 +302,7 @@ fn event(t: &str, voice: Voice, id: &str, person: &str, offer_id: Option<&str>) 
     let mut e = json!({
         "specversion": "1.0",
         "id": id,
-        "source": "urn:test:matrix",
+        "source": source,
         "type": t,
         "time": now(),
         "datacontenttype": "application/json",
@@ -383,9 +404,8 @@ async fn every_user_may_publish_only_what_the_icd_lets_it() {
         Path::new("deploy/handoff.toml"),
     )
     .unwrap();
-    let publishers: Vec<String> = config
-        .agencies()
-        .unwrap()
+    let agencies = config.agencies().unwrap();
+    let publishers: Vec<String> = agencies
         .iter()
         .map(|(user, agency)| {
             let user = real
@@ -393,6 +413,11 @@ async fn every_user_may_publish_only_what_the_icd_lets_it() {
                 .unwrap_or_else(|| panic!("publisher {user} is not in the definitions"));
             format!("{user}={agency}")
         })
+        .collect();
+    // Each event carries the source of the agency its user-id is configured as.
+    let agency_of: HashMap<&str, &handoff::authz::Agency> = agencies
+        .iter()
+        .map(|(user, agency)| (real[user.as_str()], agency))
         .collect();
     let service_url = &users.iter().find(|(d, _, _)| d == "handoff").unwrap().2;
     let serve = Serve::start_on("matrix", service_url, &publishers.join(","), &[]);
@@ -426,7 +451,15 @@ async fn every_user_may_publish_only_what_the_icd_lets_it() {
             ("local.claim.lodged", OWN),
             ("bop.release.scheduled", "bop"),
         ] {
-            let e = event(t, Voice::Own, &format!("setup-{row}-{t}"), &p, None);
+            let source = source_of(agency_of.get(real[who]).copied());
+            let e = event(
+                t,
+                Voice::Own,
+                &format!("setup-{row}-{t}"),
+                &p,
+                None,
+                &source,
+            );
             let body = serde_json::to_vec(&e).unwrap();
             let c = conns.get_mut(who).unwrap();
             assert_eq!(
@@ -503,7 +536,8 @@ async fn every_user_may_publish_only_what_the_icd_lets_it() {
                 _ => format!("MX-{r}-{c}"),
             };
             let offer = offer_ids.get(&person).map(String::as_str);
-            let body = serde_json::to_vec(&event(t, voice, &id, &person, offer)).unwrap();
+            let source = source_of(agency_of.get(user_id).copied());
+            let body = serde_json::to_vec(&event(t, voice, &id, &person, offer, &source)).unwrap();
             let key = if row == BACKDOOR { BACKDOOR_KEY } else { key };
             let conn = conns.get_mut(conn_name).unwrap();
             match conn.publish(exchange, key, &body, user_id).await {
@@ -530,6 +564,7 @@ async fn every_user_may_publish_only_what_the_icd_lets_it() {
         "matrix-sentinel",
         "",
         None,
+        &source_of(None),
     );
     let admin = Connection::connect(&broker.url(), ConnectionProperties::default())
         .await

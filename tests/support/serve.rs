@@ -245,7 +245,12 @@ pub fn now_rfc3339() -> String {
 /// The `user-id` each event is sent with: one configured user per agency.
 pub fn user_for(event: &Value) -> String {
     let t = event["type"].as_str().unwrap();
+    // A policy from one of ICE's own systems is sent by ICE.
+    let from_ice = event["source"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("urn:agency:ice:"));
     match t.split('.').next().unwrap() {
+        _ if from_ice => "ice".into(),
         "bop" => "bop".into(),
         "ice" => "ice".into(),
         "court" => "court".into(),

@@ -1,0 +1,755 @@
+//! `handoff journal verify` and `handoff journal repair`: what is wrong with a journal, read
+//! without changing it, and the two ways to make a damaged one usable again.
+//!
+//! Both read the journal as [`crate::journal::FileJournal::open`] does, line by line with
+//! [`journal::check`], and add what start-up checks next: whether each intact entry is a
+//! valid event. Damage after the last intact entry is a torn tail, which start-up cuts off by
+//! itself (it was never acknowledged). Damage with intact entries after it means acknowledged
+//! events cannot be read; then an operator restores a copy, drops the damaged lines, or
+//! truncates before the first one. A repair never touches the only copy: it writes a backup
+//! first, and the repaired journal replaces the old one by an atomic rename.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{ArgGroup, Args, Subcommand};
+
+use crate::engine::Engine;
+use crate::envelope;
+use crate::journal::{self, LineError, OutboxMark};
+use crate::model::Event;
+
+/// The read buffer: large reads keep the syscall count low on big journals.
+const READ_BUFFER: usize = 1 << 20;
+
+const VERIFY_ABOUT: &str = "Read a journal from start to end without changing it and \
+report every damaged line: its line number, its byte offset and what is wrong (checksum \
+mismatch, missing checksum, not JSON, or a torn tail: a last line without a newline). Each \
+intact entry is also checked to be a valid event, as `handoff replay` and start-up require.\n\n\
+When something is wrong, verify explains the options. Damage after the last intact entry is \
+a torn tail: it was never acknowledged, and `handoff serve` cuts it off by itself at \
+start-up. Damage with intact entries after it means acknowledged events are unreadable, and \
+the service refuses to start; the choices are to restore the file from a copy, to \
+`handoff journal repair FILE --drop-damaged`, or to `handoff journal repair FILE --truncate`.\n\n\
+Safe to run while the service runs (it then says so; the last line may be a write in \
+progress).\n\n\
+Exit status: 0 if the journal is intact, 1 if anything is damaged, 2 if it could not be read.";
+
+const REPAIR_ABOUT: &str = "Repair a damaged journal, in one of two ways:\n\n\
+--drop-damaged keeps every intact entry and moves the damaged lines aside to \
+FILE.damaged-<time>. The events on those lines are gone from the journal, so decisions \
+computed after them may differ from what was published: compare `handoff replay FILE` with \
+the audit queue, and have the agencies re-publish what is missing.\n\n\
+--truncate keeps only the entries before the first damaged line and moves everything from \
+there on aside to FILE.damaged-<time>. The agencies must re-publish the events after that \
+point.\n\n\
+Either way, a torn tail is cut off as start-up would, and an entry whose checksum matches \
+but is not a valid event counts as damaged. Repair refuses while a service holds the \
+journal's lock. It first copies the journal to FILE.bak-<time> (mode 0600), then writes the \
+repaired journal to a temporary file (mode 0600, the old file's owner), syncs it and \
+renames it over FILE. The outbox mark beside the journal is lowered to the decisions \
+before the first damaged line, so that start-up publishes every later decision again \
+(same ids where they are unchanged; consumers drop repeats).\n\n\
+Exit status: 0 if the journal is intact afterwards (or already was), 2 if the repair \
+could not be done (nothing is changed then, except a backup that may have been written).";
+
+/// `handoff journal ...`.
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Check every line of a journal (checksums, events) and explain the options if any is
+    /// damaged.
+    #[command(long_about = VERIFY_ABOUT)]
+    Verify {
+        /// The journal file.
+        file: PathBuf,
+    },
+    /// Repair a damaged journal, keeping a backup: drop the damaged lines, or truncate
+    /// before the first one.
+    #[command(long_about = REPAIR_ABOUT)]
+    Repair(RepairArgs),
+}
+
+/// The arguments of `handoff journal repair`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("how").required(true).args(["drop_damaged", "truncate"])))]
+pub struct RepairArgs {
+    /// The journal file. No service may be running on it.
+    pub file: PathBuf,
+    /// Keep every intact entry; move the damaged lines aside to FILE.damaged-<time>.
+    #[arg(long)]
+    pub drop_damaged: bool,
+    /// Keep only the entries before the first damaged line; move the rest aside to
+    /// FILE.damaged-<time>.
+    #[arg(long)]
+    pub truncate: bool,
+}
+
+/// How a repair treats intact entries after the first damaged line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Keep them; move only the damaged lines aside.
+    DropDamaged,
+    /// Move them aside too.
+    Truncate,
+}
+
+/// What is wrong with one line of a journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The last line has no '\n': its write was cut short.
+    TornTail,
+    /// The line does not start with a readable checksum. `json` says whether it is JSON at
+    /// all.
+    NoChecksum { json: bool },
+    /// The stored checksum does not match the line's bytes.
+    Mismatch { stored: u32, computed: u32 },
+    /// The checksum matches but the text is not UTF-8.
+    NotUtf8,
+    /// The line is intact (its checksum matches) but not a valid event, which replay and
+    /// start-up refuse. The text is the envelope's reason.
+    NotAnEvent(String),
+}
+
+impl Problem {
+    /// Whether the line itself is intact, as start-up reads it (only its event is wrong).
+    pub fn is_intact(&self) -> bool {
+        matches!(self, Problem::NotAnEvent(_))
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::TornTail => write!(
+                f,
+                "torn tail: the last line has no newline, so its write was cut short"
+            ),
+            Problem::NoChecksum { json: true } => write!(
+                f,
+                "missing checksum: a JSON line without a handoffcrc first member, so the \
+                 journal did not write it or its start is damaged"
+            ),
+            Problem::NoChecksum { json: false } => write!(
+                f,
+                "missing checksum, and not JSON: not a journal entry (zero bytes left by a \
+                 power loss look like this) or its start is damaged"
+            ),
+            Problem::Mismatch { stored, computed } => write!(
+                f,
+                "{}",
+                LineError::Mismatch {
+                    stored: *stored,
+                    computed: *computed
+                }
+            ),
+            Problem::NotUtf8 => write!(f, "{}", LineError::NotUtf8),
+            Problem::NotAnEvent(reason) => write!(
+                f,
+                "intact (its checksum matches) but not a valid event ({reason}), so replay \
+                 and start-up refuse it"
+            ),
+        }
+    }
+}
+
+/// One line that is not an intact, valid event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// 1-based.
+    pub line_number: u64,
+    /// The byte offset of the line's start.
+    pub offset: u64,
+    /// The line's length in bytes, with its '\n' if it has one.
+    pub len: u64,
+    pub problem: Problem,
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub path: PathBuf,
+    /// Lines, the last one counted even without a '\n'.
+    pub lines: u64,
+    pub bytes: u64,
+    /// Lines whose checksum matches (valid events or not).
+    pub entries: u64,
+    /// Intact entries that are valid events.
+    pub events: u64,
+    /// Every line that is not an intact, valid event, in file order.
+    pub findings: Vec<Finding>,
+    /// The offset after the last intact entry: start-up cuts off whatever follows it.
+    pub intact_end: u64,
+    /// Whether another process (a running service) held the journal's lock.
+    pub locked: bool,
+}
+
+impl Report {
+    /// Whether every line is an intact, valid event.
+    pub fn is_intact(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    /// The torn tail start-up would cut off, as (offset, bytes).
+    pub fn tail(&self) -> Option<(u64, u64)> {
+        (self.bytes > self.intact_end).then(|| (self.intact_end, self.bytes - self.intact_end))
+    }
+
+    /// Damaged lines with an intact entry after them: acknowledged events lost.
+    pub fn damaged_in_the_middle(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(|f| !f.problem.is_intact() && f.offset < self.intact_end)
+    }
+
+    /// Intact entries that are not valid events.
+    pub fn not_events(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.problem.is_intact())
+    }
+}
+
+/// Why verify or repair could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error(
+        "{path} is locked by another process, most likely a running `handoff serve`; stop the \
+         service first (a repair must not race its writes), then repair"
+    )]
+    Locked { path: PathBuf },
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        source: io::Error,
+    },
+}
+
+fn io_error(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> ToolError {
+    move |source| ToolError::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
+}
+
+/// One line as read: `raw` includes the '\n' when `complete`.
+struct Line<'a> {
+    number: u64,
+    offset: u64,
+    raw: &'a [u8],
+    complete: bool,
+}
+
+/// Calls `each` for every line of `file` from its start; gives the file's length.
+fn scan(
+    file: &File,
+    path: &Path,
+    mut each: impl FnMut(&Line<'_>) -> Result<(), ToolError>,
+) -> Result<u64, ToolError> {
+    let mut file = file;
+    file.seek(SeekFrom::Start(0))
+        .map_err(io_error(path, "read"))?;
+    let mut reader = BufReader::with_capacity(READ_BUFFER, file);
+    let mut buf = Vec::with_capacity(4096);
+    let (mut offset, mut number) = (0u64, 0u64);
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(io_error(path, "read"))?;
+        if n == 0 {
+            return Ok(offset);
+        }
+        number += 1;
+        each(&Line {
+            number,
+            offset,
+            raw: &buf,
+            complete: buf.last() == Some(&b'\n'),
+        })?;
+        offset += n as u64;
+    }
+}
+
+/// The event on one line, or what is wrong with it.
+fn classify(line: &Line<'_>) -> Result<Event, Problem> {
+    if !line.complete {
+        return Err(Problem::TornTail);
+    }
+    let body = &line.raw[..line.raw.len() - 1];
+    match journal::check(body) {
+        Ok(text) => envelope::parse_event(text).map_err(|e| Problem::NotAnEvent(e.to_string())),
+        Err(LineError::NoChecksum) => Err(Problem::NoChecksum {
+            json: serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok(),
+        }),
+        Err(LineError::Mismatch { stored, computed }) => {
+            Err(Problem::Mismatch { stored, computed })
+        }
+        Err(LineError::NotUtf8) => Err(Problem::NotUtf8),
+    }
+}
+
+/// Reads an open journal from its start.
+fn verify_open(file: &File, path: &Path, locked: bool) -> Result<Report, ToolError> {
+    let mut report = Report {
+        path: path.to_path_buf(),
+        lines: 0,
+        bytes: 0,
+        entries: 0,
+        events: 0,
+        findings: Vec::new(),
+        intact_end: 0,
+        locked,
+    };
+    report.bytes = scan(file, path, |line| {
+        report.lines = line.number;
+        let result = classify(line);
+        if !matches!(&result, Err(p) if !p.is_intact()) {
+            report.entries += 1;
+            report.intact_end = line.offset + line.raw.len() as u64;
+        }
+        match result {
+            Ok(_) => report.events += 1,
+            Err(problem) => report.findings.push(Finding {
+                line_number: line.number,
+                offset: line.offset,
+                len: line.raw.len() as u64,
+                problem,
+            }),
+        }
+        Ok(())
+    })?;
+    Ok(report)
+}
+
+/// Verifies the journal at `path` without changing it. It takes no lock (a running service
+/// may hold it), but notes whether one is held.
+pub fn verify(path: &Path) -> Result<Report, ToolError> {
+    let file = File::open(path).map_err(io_error(path, "open"))?;
+    let locked = match file.try_lock_shared() {
+        Ok(()) => {
+            // Released at once: a service starting now must be able to take its lock.
+            let _ = file.unlock();
+            false
+        }
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(_)) => false,
+    };
+    verify_open(&file, path, locked)
+}
+
+/// What [`repair`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repaired {
+    /// The journal as it was.
+    pub backup: PathBuf,
+    /// Where the lines not kept went, with how many lines and bytes.
+    pub moved_aside: Option<(PathBuf, u64, u64)>,
+    /// Entries in the repaired journal.
+    pub kept: u64,
+    /// The repaired journal's length.
+    pub bytes: u64,
+    /// Some((before, after)) when the outbox mark was lowered.
+    pub mark_lowered: Option<(u64, u64)>,
+    /// Set when the repaired file could not be given the old file's owner.
+    pub owner_warning: Option<String>,
+}
+
+/// `path` with `suffix` appended to its file name.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Creates a new file with mode 0600; an existing one is an error.
+fn create_private(path: &Path) -> Result<File, ToolError> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(io_error(path, "create"))
+}
+
+fn sync_parent(path: &Path) -> Result<(), ToolError> {
+    #[cfg(unix)]
+    {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io_error(parent, "sync the directory"))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Gives `file` the owner of `like` (a repair run as root must not leave the journal
+/// unreadable to the service's user). Returns a warning when that fails.
+fn same_owner(file: &File, like: &std::fs::Metadata, path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::os::unix::fs::fchown(file, Some(like.uid()), Some(like.gid()))
+            .err()
+            .map(|e| {
+                format!(
+                    "cannot give {} to uid {} gid {} ({e}); make sure the service's user can \
+                     read and write it",
+                    path.display(),
+                    like.uid(),
+                    like.gid()
+                )
+            })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, like, path);
+        None
+    }
+}
+
+/// Removes a temporary file unless it was renamed into place.
+struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Repairs the journal at `path`; `Ok(None)` when it is intact and nothing was done.
+///
+/// Refuses with [`ToolError::Locked`] while another process holds the journal's lock, and
+/// holds the lock itself until the repaired file is in place. See `REPAIR_ABOUT` for what
+/// each mode keeps.
+pub fn repair(path: &Path, mode: Mode) -> Result<Option<Repaired>, ToolError> {
+    let file = File::open(path).map_err(io_error(path, "open"))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(ToolError::Locked {
+                path: path.to_path_buf(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_error(path, "lock")(e)),
+    }
+    let report = verify_open(&file, path, false)?;
+    if report.is_intact() {
+        return Ok(None);
+    }
+    let metadata = file
+        .metadata()
+        .map_err(io_error(path, "read the metadata of"))?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+
+    // The backup, whole and synced, before anything else is written.
+    let backup = sibling(path, &format!(".bak-{stamp}"));
+    let mut copy = create_private(&backup)?;
+    let mut reader = &file;
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(io_error(path, "read"))?;
+    io::copy(&mut reader, &mut copy).map_err(io_error(&backup, "write"))?;
+    copy.sync_all().map_err(io_error(&backup, "sync"))?;
+    drop(copy);
+
+    let tmp_path = sibling(path, &format!(".repair-{stamp}.tmp"));
+    let tmp_file = create_private(&tmp_path)?;
+    let mut tmp = TempFile {
+        path: tmp_path.clone(),
+        armed: true,
+    };
+    let mut out = BufWriter::with_capacity(READ_BUFFER, &tmp_file);
+    let aside_path = sibling(path, &format!(".damaged-{stamp}"));
+    let mut aside: Option<BufWriter<File>> = None;
+    let (mut moved_lines, mut moved_bytes) = (0u64, 0u64);
+    let (mut kept, mut bytes) = (0u64, 0u64);
+    // Decisions implied by the entries before the first line not kept: those are the same
+    // in the repaired journal, so the outbox mark may stay up to there.
+    let mut engine = Engine::new();
+    let mut prefix_decisions = 0u64;
+    let mut dropped_any = false;
+    scan(&file, path, |line| {
+        let event = if mode == Mode::Truncate && dropped_any {
+            None
+        } else {
+            classify(line).ok()
+        };
+        match event {
+            Some(event) => {
+                if !dropped_any {
+                    prefix_decisions += engine.handle(&event).decisions.len() as u64;
+                }
+                out.write_all(line.raw)
+                    .map_err(io_error(&tmp_path, "write"))?;
+                kept += 1;
+                bytes += line.raw.len() as u64;
+            }
+            None => {
+                dropped_any = true;
+                if aside.is_none() {
+                    aside = Some(BufWriter::new(create_private(&aside_path)?));
+                }
+                let w = aside.as_mut().expect("created above");
+                w.write_all(line.raw)
+                    .map_err(io_error(&aside_path, "write"))?;
+                moved_lines += 1;
+                moved_bytes += line.raw.len() as u64;
+            }
+        }
+        Ok(())
+    })?;
+    out.flush().map_err(io_error(&tmp_path, "write"))?;
+    drop(out);
+    if let Some(w) = aside {
+        let f = w
+            .into_inner()
+            .map_err(|e| io_error(&aside_path, "write")(e.into_error()))?;
+        f.sync_all().map_err(io_error(&aside_path, "sync"))?;
+    }
+    let owner_warning = same_owner(&tmp_file, &metadata, path);
+    tmp_file.sync_all().map_err(io_error(&tmp_path, "sync"))?;
+    drop(tmp_file);
+    std::fs::rename(&tmp_path, path).map_err(io_error(path, "replace"))?;
+    tmp.armed = false;
+    sync_parent(path)?;
+
+    let mark = OutboxMark::beside(path);
+    let (published, unreadable) = mark.load().map_err(|e| ToolError::Io {
+        path: mark.path().to_path_buf(),
+        op: "read",
+        source: io::Error::other(e.to_string()),
+    })?;
+    let mut mark_lowered = None;
+    if !unreadable && published > prefix_decisions {
+        mark.store(prefix_decisions).map_err(|e| ToolError::Io {
+            path: mark.path().to_path_buf(),
+            op: "lower",
+            source: io::Error::other(e.to_string()),
+        })?;
+        if let Ok(f) = File::open(mark.path()) {
+            let _ = same_owner(&f, &metadata, mark.path());
+        }
+        mark_lowered = Some((published, prefix_decisions));
+    }
+    // The lock goes with the old file, which is no longer the journal.
+    drop(file);
+    Ok(Some(Repaired {
+        backup,
+        moved_aside: (moved_lines > 0).then_some((aside_path, moved_lines, moved_bytes)),
+        kept,
+        bytes,
+        mark_lowered,
+        owner_warning,
+    }))
+}
+
+/// Writes the report and, when something is wrong, what it means and what can be done.
+pub fn write_report(r: &Report, out: &mut impl Write) -> io::Result<()> {
+    let path = r.path.display();
+    writeln!(out, "{path}: {} lines, {} bytes", r.lines, r.bytes)?;
+    let not_events = r.not_events().count() as u64;
+    let damaged = r.findings.len() as u64 - not_events;
+    if not_events == 0 {
+        writeln!(
+            out,
+            "  {} intact entries, all valid events (replay accepts them)",
+            r.entries
+        )?;
+    } else {
+        writeln!(
+            out,
+            "  {} intact entries, {not_events} of them not valid events (replay and start-up \
+             refuse those)",
+            r.entries
+        )?;
+    }
+    writeln!(out, "  damaged lines: {damaged}")?;
+    if r.locked {
+        writeln!(
+            out,
+            "  note: a running service holds this journal; its last line may be a write in \
+             progress"
+        )?;
+    }
+    for f in &r.findings {
+        writeln!(
+            out,
+            "line {} (byte {}, {} bytes): {}",
+            f.line_number, f.offset, f.len, f.problem
+        )?;
+    }
+    if r.is_intact() {
+        writeln!(out, "verdict: intact")?;
+        return Ok(());
+    }
+    let middle: Vec<&Finding> = r.damaged_in_the_middle().collect();
+    let first_not_event = r.not_events().next();
+    let only_tail = middle.is_empty() && first_not_event.is_none();
+    if let Some((offset, len)) = r.tail() {
+        writeln!(
+            out,
+            "\nTorn tail: the {len} bytes from byte {offset} on follow the last intact entry. A \
+             crash or power loss in the middle of a write leaves this. They were never \
+             acknowledged, so RabbitMQ still holds their messages, and `handoff serve` cuts \
+             the tail off by itself at start-up.{}",
+            if only_tail {
+                format!(
+                    " Nothing is lost and nothing needs doing (`handoff journal repair {path} \
+                     --truncate` would cut it off now, with a backup)."
+                )
+            } else {
+                String::new()
+            }
+        )?;
+    }
+    if let Some(first) = middle.first() {
+        // Truncating keeps what precedes the first finding of any kind.
+        let keep = r.findings[0].line_number - 1;
+        writeln!(
+            out,
+            "\nDamage in the middle: line {} (byte {}) is damaged and intact entries follow \
+             it{}, so this is not a torn write: the damaged lines held events that were \
+             acknowledged, and they are unreadable now. `handoff serve` refuses to start \
+             rather than guess. Stop the \
+             service if it runs and keep a copy of the file. The choices:\n\
+             \n  (a) Restore the journal from a backup or a copy taken after the damaged \
+             events were written, then run `handoff journal verify {path}` again. Nothing is \
+             lost if the copy holds every acknowledged event.\n\
+             \n  (b) `handoff journal repair {path} --drop-damaged`: keep every intact entry \
+             and move the damaged lines aside to {path}.damaged-<time>. Their events are gone \
+             from the journal, so decisions computed after them may differ from what was \
+             published: compare `handoff replay {path}` with the decisions on the audit \
+             queue, and have the agencies re-publish the lost events.\n\
+             \n  (c) `handoff journal repair {path} --truncate`: keep only the first {keep} \
+             entries, those before line {}, and move everything from there on aside. The \
+             agencies must re-publish every event after that point.\n\
+             \nBoth repairs refuse while a service holds the journal, write a backup \
+             {path}.bak-<time> first, and lower the outbox mark so that start-up publishes \
+             the decisions after the damage again.",
+            first.line_number,
+            first.offset,
+            if middle.len() > 1 {
+                format!(" ({} damaged lines in all)", middle.len())
+            } else {
+                String::new()
+            },
+            r.findings[0].line_number,
+        )?;
+    }
+    if let Some(first) = first_not_event {
+        writeln!(
+            out,
+            "\nNot valid events: line {} (byte {}) is intact as written, but it is not an \
+             event this handoff accepts, so replay and start-up refuse it. Most likely another \
+             version of handoff (with other schemas) wrote it: read the journal with that \
+             version. Otherwise `repair --drop-damaged` moves such lines aside and \
+             `repair --truncate` cuts the journal before the first one, like damaged lines.",
+            first.line_number, first.offset
+        )?;
+    }
+    let verdict = if only_tail {
+        "damaged (torn tail only: start-up repairs it)"
+    } else {
+        "damaged (start-up refuses this journal)"
+    };
+    writeln!(out, "verdict: {verdict}")
+}
+
+fn write_repaired(path: &Path, r: &Repaired, out: &mut impl Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "backup: {} (the journal as it was, mode 0600)",
+        r.backup.display()
+    )?;
+    if let Some((aside, lines, bytes)) = &r.moved_aside {
+        writeln!(
+            out,
+            "moved aside: {lines} lines ({bytes} bytes) to {}",
+            aside.display()
+        )?;
+    }
+    writeln!(
+        out,
+        "repaired: {} now holds {} intact entries ({} bytes)",
+        path.display(),
+        r.kept,
+        r.bytes
+    )?;
+    if let Some((before, after)) = r.mark_lowered {
+        writeln!(
+            out,
+            "outbox mark: lowered from {before} to {after} decisions; start-up publishes \
+             every later decision again (same ids where unchanged)"
+        )?;
+    }
+    if let Some(w) = &r.owner_warning {
+        writeln!(out, "warning: {w}")?;
+    }
+    Ok(())
+}
+
+/// Runs `handoff journal ...` and gives its exit status.
+pub fn run(command: JournalCommand) -> ExitCode {
+    let mut stdout = io::stdout().lock();
+    match command {
+        JournalCommand::Verify { file } => match verify(&file) {
+            Ok(report) => {
+                let _ = write_report(&report, &mut stdout);
+                ExitCode::from(if report.is_intact() { 0 } else { 1 })
+            }
+            Err(e) => {
+                eprintln!("handoff journal verify: {e}");
+                ExitCode::from(2)
+            }
+        },
+        JournalCommand::Repair(args) => {
+            let mode = if args.truncate {
+                Mode::Truncate
+            } else {
+                Mode::DropDamaged
+            };
+            match repair(&args.file, mode) {
+                Ok(None) => {
+                    let _ = writeln!(stdout, "{}: intact; nothing to repair", args.file.display());
+                    ExitCode::SUCCESS
+                }
+                Ok(Some(repaired)) => {
+                    let _ = write_repaired(&args.file, &repaired, &mut stdout);
+                    match verify(&args.file) {
+                        Ok(report) if report.is_intact() => {
+                            let _ = writeln!(stdout, "verify: intact ({} entries)", report.entries);
+                            ExitCode::SUCCESS
+                        }
+                        Ok(report) => {
+                            let _ = write_report(&report, &mut stdout);
+                            eprintln!(
+                                "handoff journal repair: the repaired journal is still damaged"
+                            );
+                            ExitCode::from(2)
+                        }
+                        Err(e) => {
+                            eprintln!("handoff journal repair: {e}");
+                            ExitCode::from(2)
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!("handoff journal repair: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
