@@ -79,10 +79,16 @@ const POLICY_SLOT: u32 = u32::MAX - 1;
 /// SplitMix64 (Steele, Lea and Flood, 2014), written out here on purpose: benchmark logs and
 /// tests rely on the exact bytes generated for a seed, so the stream must never change with a
 /// dependency upgrade, as a library generator's stream may.
-struct Rng(u64);
+/// Tests that need a repeatable random schedule use it too.
+pub struct Rng(u64);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
+    /// The stream for `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -91,7 +97,7 @@ impl Rng {
     }
 
     /// A number in `0..n` (0 when `n` is 0), by multiply-and-shift.
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 

@@ -381,15 +381,19 @@ fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
 }
 
 fn sync_parent(path: &Path) -> Result<(), JournalError> {
+    sync_dir_of(path).map_err(io_error(path, "sync the directory of"))
+}
+
+/// Makes a rename or a creation in `path`'s directory durable: fsyncs the directory (on
+/// Unix; elsewhere there is nothing to do).
+pub fn sync_dir_of(path: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        File::open(parent)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io_error(path, "sync the directory of"))?;
+        File::open(parent)?.sync_all()?;
     }
     #[cfg(not(unix))]
     let _ = path;

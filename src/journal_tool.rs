@@ -374,19 +374,7 @@ fn create_private(path: &Path) -> Result<File, ToolError> {
 }
 
 fn sync_parent(path: &Path) -> Result<(), ToolError> {
-    #[cfg(unix)]
-    {
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        File::open(parent)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io_error(parent, "sync the directory"))?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
+    crate::journal::sync_dir_of(path).map_err(io_error(path, "sync the directory of"))
 }
 
 /// Gives `file` the owner of `like` (a repair run as root must not leave the journal

@@ -24,7 +24,6 @@ mod serve;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,8 +38,11 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
 use serde_json::Value;
 
+use handoff::generator::Rng;
 use node::Node;
-use serve::{BIN, Serve, dedup, jurisdictions, now_rfc3339, publishers_for, replay, user_for};
+use serve::{
+    Serve, dedup, generated, jurisdictions, now_rfc3339, publishers_for, replay, user_for,
+};
 
 /// A size from the environment, or its short-form default.
 fn knob(name: &str, default: u64) -> u64 {
@@ -48,24 +50,6 @@ fn knob(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// A small deterministic generator (SplitMix64), so a schedule can be repeated by its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo).max(1)
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -245,19 +229,8 @@ fn load(
     first_end: DateTime<Utc>,
     spacing: chrono::Duration,
 ) -> Vec<Value> {
-    let out = Command::new(BIN)
-        .args([
-            "gen",
-            "--events",
-            &events.to_string(),
-            "--seed",
-            &seed.to_string(),
-            "--start",
-            &Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let start = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+    let stream = generated(events, seed, None, Some(&start));
     let now = now_rfc3339();
     let j = "tx-fault-county";
     let mut stories = vec![support::envelope(
@@ -288,9 +261,8 @@ fn load(
     }
     stories
         .iter()
-        .map(String::as_str)
-        .chain(std::str::from_utf8(&out.stdout).unwrap().lines())
         .map(|l| serde_json::from_str(l).unwrap())
+        .chain(stream)
         .collect()
 }
 
@@ -311,7 +283,7 @@ async fn nothing_is_lost_through_kills_broker_restarts_and_dropped_connections()
     let holds = knob("HANDOFF_FAULT_HOLDS", 40) as usize;
     let rate = knob("HANDOFF_FAULT_RATE", 400) as f64;
     let started = Instant::now();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
 
     let mut node = Node::start("faults", "");
     node.ctl(&["set_user_tags", "guest", "administrator", "impersonator"]);
@@ -354,14 +326,14 @@ async fn nothing_is_lost_through_kills_broker_restarts_and_dropped_connections()
         .chain(std::iter::repeat_n(Fault::RestartBroker, restarts))
         .collect();
     for i in (1..faults.len()).rev() {
-        let j = rng.range(0, i as u64 + 1) as usize;
+        let j = rng.below(i as u64 + 1) as usize;
         faults.swap(i, j);
     }
     let step = (distinct.len() / (faults.len() + 2)).max(1);
     let mut done: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut while_publishing = 0;
     for fault in &faults {
-        let grow = rng.range(step as u64 / 2, step as u64 * 3 / 2) as usize;
+        let grow = (step as u64 / 2 + rng.below(step as u64)) as usize;
         let before = serve.journal_lines().len();
         serve.wait_journal((before + grow).min(distinct.len()));
         if confirmed.load(Ordering::Relaxed) < messages.len() {

@@ -37,24 +37,7 @@ fn workdir(name: &str) -> PathBuf {
 
 /// `handoff gen` events as JSON values.
 fn generated(events: u64, seed: u64) -> Vec<Value> {
-    let out = Command::new(BIN)
-        .args([
-            "gen",
-            "--events",
-            &events.to_string(),
-            "--seed",
-            &seed.to_string(),
-            "--people",
-            &(events / 10).max(1).to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    serve::generated(events, seed, Some((events / 10).max(1)), None)
 }
 
 /// A journal of `count` generated events, framed as the service frames them; each line's

@@ -400,16 +400,7 @@ async fn a_hold_that_expires_while_stopped_is_released_at_restart() {
 /// else was.
 async fn survive(name: &str, fault: Fault) {
     let broker = Broker::new(name);
-    let log = Command::new(BIN)
-        .args(["gen", "--events", "3000", "--seed", "11", "--people", "300"])
-        .output()
-        .unwrap();
-    assert!(log.status.success());
-    let events: Vec<Value> = String::from_utf8(log.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = generated(3000, 11, Some(300), None);
     let distinct: BTreeSet<(String, String)> = events
         .iter()
         .map(|e| {

@@ -461,6 +461,34 @@ pub fn sample_events() -> Vec<Value> {
         .collect()
 }
 
+/// `handoff gen --events N --seed S [--people P] [--start T]`, as JSON values.
+pub fn generated(events: u64, seed: u64, people: Option<u64>, start: Option<&str>) -> Vec<Value> {
+    let mut args = vec![
+        "gen".to_string(),
+        "--events".into(),
+        events.to_string(),
+        "--seed".into(),
+        seed.to_string(),
+    ];
+    if let Some(p) = people {
+        args.extend(["--people".into(), p.to_string()]);
+    }
+    if let Some(t) = start {
+        args.extend(["--start".into(), t.to_string()]);
+    }
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Live decisions, deduplicated by message id, checked to never reuse an id for a
 /// different body; in first-seen order.
 pub fn dedup(seen: &[Seen]) -> Vec<String> {
