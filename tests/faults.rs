@@ -83,17 +83,17 @@ async fn publish_all(
     let mut next_unconfirmed = 0;
     let mut sent_up_to = 0;
     while next_unconfirmed < messages.len() {
-        let Ok(conn) = Connection::connect(&url, ConnectionProperties::default()).await else {
+        let Some(conn) = bounded(Connection::connect(&url, ConnectionProperties::default())).await
+        else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
-        let Ok(ch) = conn.create_channel().await else {
+        let Some(ch) = bounded(conn.create_channel()).await else {
             continue;
         };
-        if ch
-            .confirm_select(ConfirmSelectOptions::default())
+        if bounded(ch.confirm_select(ConfirmSelectOptions::default()))
             .await
-            .is_err()
+            .is_none()
         {
             continue;
         }
@@ -129,7 +129,13 @@ async fn publish_all(
             let Some((k, confirm)) = pending.pop_front() else {
                 break 'session;
             };
-            match confirm.await {
+            // A confirm pending on a connection the broker closed may never resolve, so
+            // the connection's state is watched beside it.
+            let outcome = tokio::select! {
+                c = confirm => c,
+                _ = connection_lost(&conn) => break 'session,
+            };
+            match outcome {
                 Ok(Confirmation::Ack(None)) => {
                     next_unconfirmed = k + 1;
                     confirmed.store(next_unconfirmed, Ordering::Relaxed);
@@ -139,6 +145,22 @@ async fn publish_all(
             }
         }
         let _ = conn.close(200, "done".into()).await;
+    }
+}
+
+/// An AMQP step bounded to 10 s: a connection made while the broker shuts down may never
+/// answer. `None` on an error or a timeout.
+async fn bounded<T>(step: impl std::future::Future<Output = lapin::Result<T>>) -> Option<T> {
+    tokio::time::timeout(Duration::from_secs(10), step)
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Resolves once the connection is no longer connected (polled every 100 ms).
+async fn connection_lost(conn: &Connection) {
+    while conn.status().connected() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -169,35 +191,51 @@ async fn audit_session(
     queue: &str,
     sink: &Mutex<Vec<Arrival>>,
 ) -> Result<(), lapin::Error> {
-    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
-    let ch = conn.create_channel().await?;
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        },
-        FieldTable::default(),
-    )
-    .await?;
-    ch.queue_bind(
-        queue.into(),
-        "handoff.decisions".into(),
-        "#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await?;
-    ch.basic_qos(500, BasicQosOptions::default()).await?;
-    let mut consumer = ch
-        .basic_consume(
+    let Some(conn) = bounded(Connection::connect(url, ConnectionProperties::default())).await
+    else {
+        return Ok(());
+    };
+    let Some(ch) = bounded(conn.create_channel()).await else {
+        return Ok(());
+    };
+    let setup = async {
+        ch.queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+        ch.queue_bind(
+            queue.into(),
+            "handoff.decisions".into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+        ch.basic_qos(500, BasicQosOptions::default()).await?;
+        ch.basic_consume(
             queue.into(),
             "auditor".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
-        .await?;
-    while let Some(d) = consumer.next().await {
+        .await
+    };
+    let Some(mut consumer) = bounded(setup).await else {
+        return Ok(());
+    };
+    loop {
+        let next = tokio::select! {
+            d = consumer.next() => d,
+            _ = connection_lost(&conn) => return Ok(()),
+        };
+        let Some(d) = next else {
+            return Ok(());
+        };
         let d = d?;
         let p = &d.properties;
         sink.lock().unwrap().push(Arrival {
@@ -214,9 +252,10 @@ async fn audit_session(
             },
             at: Utc::now(),
         });
-        d.ack(BasicAckOptions::default()).await?;
+        if bounded(d.ack(BasicAckOptions::default())).await.is_none() {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
 /// The load: a generated stream (starting now, so its answer-by times lie ahead), and in
