@@ -745,22 +745,6 @@ async fn a_full_disk_stops_the_service_without_losing_an_event() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 
     // The decisions published, across both runs, are those replay finds in the journal.
-    let expected = replay(&journal, &now_rfc3339());
-    let seen = audit
-        .until(120, "every decision", |s| {
-            s.iter()
-                .map(|s| &s.message_id)
-                .collect::<BTreeSet<_>>()
-                .len()
-                >= expected.len()
-        })
-        .await;
-    let live: BTreeSet<String> = dedup(&seen).into_iter().collect();
-    let replayed: BTreeSet<String> = expected.into_iter().collect();
-    assert_eq!(live.len(), replayed.len());
-    assert!(
-        live == replayed,
-        "live decisions differ from the replay of the journal"
-    );
+    audit.live_equals_replay(&journal).await;
     assert!(serve.terminate().success(), "{}", serve.logs());
 }

@@ -458,23 +458,7 @@ async fn survive(name: &str, fault: Fault) {
         .collect();
     assert_eq!(lines.len(), journaled.len(), "an event was journaled twice");
     assert_eq!(journaled, distinct);
-    let expected = replay(&serve.journal(), &now_rfc3339());
-    let seen = audit
-        .until(120, "every decision", |s| {
-            s.iter()
-                .map(|s| &s.message_id)
-                .collect::<BTreeSet<_>>()
-                .len()
-                >= expected.len()
-        })
-        .await;
-    let live: BTreeSet<String> = dedup(&seen).into_iter().collect();
-    let replayed: BTreeSet<String> = expected.into_iter().collect();
-    assert_eq!(live.len(), replayed.len());
-    assert!(
-        live == replayed,
-        "live decisions differ from the replay of the journal"
-    );
+    audit.live_equals_replay(&serve.journal()).await;
     if let Fault::CloseConnection = fault {
         assert!(serve.metrics().contains("handoff_amqp_reconnects_total 2"));
     }

@@ -877,18 +877,18 @@ impl Builder {
 }
 
 /// What the events and decisions say about each person, kept apart from the engine to
-/// check it (the same model as tests/properties.rs).
+/// check it. `tests/properties.rs` uses it too.
 #[derive(Default)]
-struct Tracker {
-    whereabouts: HashMap<String, Whereabouts>,
+pub struct Tracker {
+    pub whereabouts: HashMap<String, Whereabouts>,
     /// Open holds: person → (hold_from, hold_until).
-    holds: HashMap<String, (Time, Time)>,
-    holds_made: usize,
-    holds_ended: usize,
+    pub holds: HashMap<String, (Time, Time)>,
+    pub holds_made: usize,
+    pub holds_ended: usize,
 }
 
 impl Tracker {
-    fn get(&self, p: &str) -> Whereabouts {
+    pub fn get(&self, p: &str) -> Whereabouts {
         self.whereabouts
             .get(p)
             .cloned()
@@ -896,21 +896,21 @@ impl Tracker {
     }
 
     /// The first event naming a custodian sets it.
-    fn name(&mut self, p: &str, c: Custodian) {
+    pub fn name(&mut self, p: &str, c: Custodian) {
         if self.get(p) == Whereabouts::Unknown {
             self.whereabouts
                 .insert(p.to_owned(), Whereabouts::Held { by: c, since: None });
         }
     }
 
-    fn current(&self, p: &str) -> Option<Custodian> {
+    pub fn current(&self, p: &str) -> Option<Custodian> {
         match self.get(p) {
             Whereabouts::Held { by, .. } => Some(by),
             _ => None,
         }
     }
 
-    fn decision(&mut self, d: &Decision) -> Result<(), String> {
+    pub fn decision(&mut self, d: &Decision) -> Result<(), String> {
         let p = d.person_id.as_str();
         let json = wire::decision_json(d);
         let ends_hold = matches!(d.rule, Rule::R3_4 | Rule::R3_5 | Rule::R3_6 | Rule::R3_7);

@@ -438,6 +438,29 @@ impl Watch {
         self.seen.lock().unwrap().clone()
     }
 
+    /// Waits until every decision `handoff replay` finds in `journal` has been seen, then
+    /// checks that the decisions seen (deduplicated by message id, none with two bodies)
+    /// are exactly those.
+    pub async fn live_equals_replay(&self, journal: &Path) {
+        let expected = replay(journal, &now_rfc3339());
+        let seen = self
+            .until(120, "every decision", |s| {
+                s.iter()
+                    .map(|s| &s.message_id)
+                    .collect::<BTreeSet<_>>()
+                    .len()
+                    >= expected.len()
+            })
+            .await;
+        let live: BTreeSet<String> = dedup(&seen).into_iter().collect();
+        let replayed: BTreeSet<String> = expected.into_iter().collect();
+        assert_eq!(live.len(), replayed.len());
+        assert!(
+            live == replayed,
+            "live decisions differ from the replay of the journal"
+        );
+    }
+
     /// Waits until `done(seen)` holds, or fails after `secs` with what was seen.
     pub async fn until(&self, secs: u64, what: &str, done: impl Fn(&[Seen]) -> bool) -> Vec<Seen> {
         let deadline = Instant::now() + Duration::from_secs(secs);
