@@ -54,7 +54,7 @@ use crate::envelope;
 use crate::generator::{self, GenConfig};
 use crate::ids::decision_id_for_event;
 use crate::model::{Custodian, Event, EventBody, Time};
-use crate::publish::{DEFAULT_URL, redact_url};
+use crate::publish::redact_url;
 use crate::service;
 
 /// Unconfirmed events the publisher allows itself at a time.
@@ -180,13 +180,7 @@ fn run_inner(args: &BenchArgs) -> Result<(), BenchError> {
             "--rate must be a non-negative number".into(),
         ));
     }
-    let url = match &args.url {
-        Some(url) => url.clone(),
-        None => std::env::var("HANDOFF_AMQP_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| DEFAULT_URL.to_owned()),
-    };
+    let url = crate::publish::broker_url(args.url.as_deref());
     if let Ok(filter) = std::env::var("HANDOFF_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -326,23 +320,11 @@ pub fn publisher_of(event: &Event) -> (String, String) {
 
 /// Every jurisdiction an event names, as a party or as a custodian.
 fn jurisdictions_named(event: &Event) -> Vec<&str> {
+    if let Some(j) = authz::voice(event) {
+        return vec![j];
+    }
     match &event.body {
-        EventBody::PolicyUpdated {
-            jurisdiction_id, ..
-        }
-        | EventBody::ClaimLodged {
-            jurisdiction_id, ..
-        }
-        | EventBody::LocalReleaseDue {
-            jurisdiction_id, ..
-        }
-        | EventBody::DetainerDeclined {
-            jurisdiction_id, ..
-        }
-        | EventBody::HoldExpired {
-            jurisdiction_id, ..
-        }
-        | EventBody::WritIssued {
+        EventBody::WritIssued {
             jurisdiction_id, ..
         } => vec![jurisdiction_id],
         EventBody::DetainerIssued {

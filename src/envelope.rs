@@ -117,6 +117,23 @@ fn too_deep(bytes: &[u8], limit: usize) -> Option<usize> {
     None
 }
 
+/// A message as the live service receives it at `received`: parsed, its `handoffcrc` (only
+/// handoff checksums journal entries) dropped and its `handoffreceived` (only handoff
+/// stamps receipt) set, then decoded. Returns the JSON value the journal stores and the
+/// event the engine sees.
+pub fn received(bytes: &[u8], received: Time) -> Result<(Value, Event), Invalid> {
+    let mut value = parse_json(bytes)?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.remove("handoffcrc");
+        obj.insert(
+            "handoffreceived".into(),
+            Value::String(crate::wire::format_time(&received)),
+        );
+    }
+    let event = event_from_value(&value)?;
+    Ok((value, event))
+}
+
 /// Validates a parsed message against its schema and reads it into an [`Event`].
 pub fn event_from_value(value: &Value) -> Result<Event, Invalid> {
     let ty = schemas::validate_event(value)?;

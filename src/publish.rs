@@ -128,14 +128,19 @@ struct Item {
     strip: bool,
 }
 
-fn run_inner(args: &PublishArgs) -> Result<ExitCode, Fatal> {
-    let url = match &args.url {
-        Some(url) => url.clone(),
+/// The broker to publish to: `--url`, else `HANDOFF_AMQP_URL`, else [`DEFAULT_URL`].
+pub fn broker_url(flag: Option<&str>) -> String {
+    match flag {
+        Some(url) => url.to_owned(),
         None => std::env::var("HANDOFF_AMQP_URL")
             .ok()
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| DEFAULT_URL.to_owned()),
-    };
+    }
+}
+
+fn run_inner(args: &PublishArgs) -> Result<ExitCode, Fatal> {
+    let url = broker_url(args.url.as_deref());
     if !(args.rate.is_finite() && args.rate >= 0.0) {
         return Err(Fatal("--rate must be a non-negative number".into()));
     }

@@ -30,7 +30,6 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Confirmation, Connection};
-use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
@@ -38,7 +37,7 @@ use crate::amqp;
 use crate::authz::{self, Agency};
 use crate::config::{Config, LogFormat};
 use crate::engine::{Engine, Outcome};
-use crate::envelope::{self, Invalid};
+use crate::envelope;
 use crate::http::{self, Health};
 use crate::journal::{FileJournal, Journal, OutboxMark};
 use crate::metrics::Metrics;
@@ -266,21 +265,8 @@ impl Core {
                 ),
             );
         }
-        let mut value = match parse_json(&delivery.data) {
-            Ok(v) => v,
-            Err(e) => return Disposition::Dead(e.code(), e.to_string()),
-        };
-        let received = self.now();
-        if let Some(obj) = value.as_object_mut() {
-            // Only handoff stamps receipt and checksums journal entries.
-            obj.remove("handoffcrc");
-            obj.insert(
-                "handoffreceived".into(),
-                Value::String(wire::format_time(&received)),
-            );
-        }
-        let event = match envelope::event_from_value(&value) {
-            Ok(e) => e,
+        let (value, event) = match envelope::received(&delivery.data, self.now()) {
+            Ok(taken) => taken,
             Err(e) => return Disposition::Dead(e.code(), e.to_string()),
         };
         let user = delivery.properties.user_id().as_ref().map(|u| u.as_str());
@@ -336,12 +322,6 @@ fn rejected_detail(r: crate::engine::Reject) -> String {
             "the first-refusal offer lapsed at its respond_by before this answer arrived".into()
         }
     }
-}
-
-/// Bytes → JSON value, with the envelope's reasons for failure (the same checks replay
-/// makes, so the journal never holds a line replay would refuse).
-fn parse_json(bytes: &[u8]) -> Result<Value, Invalid> {
-    envelope::parse_json(bytes)
 }
 
 fn outgoing(index: u64, d: &Decision) -> Outgoing {

@@ -55,26 +55,25 @@ fn run_all<'a>(
     );
 }
 
-#[test]
-fn envelope_seeds() {
-    let seeds = seeds("envelope");
+/// Runs `check` over every committed seed of `target`.
+fn run_seeds(target: &str, check: fn(&[u8]) -> Result<(), String>) {
+    let seeds = seeds(target);
     run_all(
         seeds
             .iter()
             .map(|(p, b)| (p.display().to_string(), b.as_slice())),
-        fuzz_checks::check_envelope,
+        check,
     );
 }
 
 #[test]
+fn envelope_seeds() {
+    run_seeds("envelope", fuzz_checks::check_envelope);
+}
+
+#[test]
 fn engine_seeds() {
-    let seeds = seeds("engine");
-    run_all(
-        seeds
-            .iter()
-            .map(|(p, b)| (p.display().to_string(), b.as_slice())),
-        fuzz_checks::check_engine,
-    );
+    run_seeds("engine", fuzz_checks::check_engine);
 }
 
 /// A seed named after a rule (`r3-4-assumed-during-hold.bin`) must still reach it, so that a

@@ -116,21 +116,10 @@ pub fn check_envelope(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// What `Core::take` does with a delivery's body before authorization (src/service.rs):
-/// `envelope::parse_json` (UTF-8, depth, JSON), the receipt stamp (dropping any
-/// `handoffcrc`), then the envelope. Returns the JSON value the journal will store and the
-/// event the engine will see.
+/// What `Core::take` does with a delivery's body before authorization
+/// (`envelope::received`), stamped at [`stamp`].
 pub fn take(bytes: &[u8]) -> Result<(Value, Event), Invalid> {
-    let mut value = envelope::parse_json(bytes)?;
-    if let Some(obj) = value.as_object_mut() {
-        obj.remove("handoffcrc");
-        obj.insert(
-            "handoffreceived".into(),
-            Value::String(wire::format_time(&stamp())),
-        );
-    }
-    let event = envelope::event_from_value(&value)?;
-    Ok((value, event))
+    envelope::received(bytes, stamp())
 }
 
 /// An invalid message's reason must be documented, both by `Invalid::code` and among the
