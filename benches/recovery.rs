@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use handoff::config::Config;
-use handoff::generator::{GenConfig, generate};
-use handoff::http::Health;
 use handoff::journal::{FileJournal, Journal, OutboxMark};
-use handoff::metrics::Metrics;
-use handoff::service::Core;
+use handoff::live::config::Config;
+use handoff::live::http::Health;
+use handoff::live::metrics::Metrics;
+use handoff::live::service::Core;
+use handoff_gen::{GenConfig, generate};
 
 /// The binary's allocator, so the figures are the binary's.
 #[global_allocator]

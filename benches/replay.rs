@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use handoff::engine::Engine;
-use handoff::envelope;
-use handoff::generator::{GenConfig, generate};
-use handoff::model::Event;
-use handoff::replay;
-use handoff::wire;
+use handoff::answers::replay;
+use handoff::edge::envelope;
+use handoff::edge::wire;
+use handoff_core::engine::Engine;
+use handoff_core::model::Event;
+use handoff_gen::{GenConfig, generate};
 
 /// The binary's allocator, so the figures are the binary's.
 #[global_allocator]

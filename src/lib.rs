@@ -1,25 +1,14 @@
 //! handoff: validates custody events from agencies, journals them, and decides who takes
-//! custody under the rules of the ICD. See `ARCHITECTURE.md` for the map.
+//! custody under the rules of the ICD. The rules themselves live in `handoff-core`
+//! (`crates/handoff-core`); this crate is everything around them. See `ARCHITECTURE.md`.
 
-pub mod amqp;
-pub mod authz;
-pub mod bench_live;
+/// Answers from a log: replay, explain, what-if, reports.
+pub mod answers;
+/// The command line: one module per command.
 pub mod cli;
-pub mod config;
-pub mod engine;
-pub mod envelope;
-pub mod explain;
-pub mod generator;
-pub mod http;
-pub mod ids;
+/// The wire at the edge: inbound envelope, outbound CloudEvents, JSON Schemas.
+pub mod edge;
+/// The journal: format, file backend, outbox mark, verify and repair.
 pub mod journal;
-pub mod journal_tool;
-pub mod metrics;
-pub mod model;
-pub mod publish;
-pub mod replay;
-pub mod report;
-pub mod schemas;
-pub mod service;
-pub mod whatif;
-pub mod wire;
+/// The live service on RabbitMQ.
+pub mod live;

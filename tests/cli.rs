@@ -80,8 +80,8 @@ fn generated_log_replays_to_identical_bytes_in_separate_processes() {
     );
     // And the in-process replay agrees with the binary.
     let text = std::fs::read_to_string(&log).unwrap();
-    let until = handoff::envelope::parse_time("2019-01-01T00:00:00Z").unwrap();
-    let (out, _, _) = handoff::replay::replay_str(&text, Some(until));
+    let until = handoff::edge::envelope::parse_time("2019-01-01T00:00:00Z").unwrap();
+    let (out, _, _) = handoff::answers::replay::replay_str(&text, Some(until));
     assert!(out.as_bytes() == first.stdout);
 }
 

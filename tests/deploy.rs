@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use handoff::config::{Config, QueueType};
+use handoff::live::config::{Config, QueueType};
 use serde_json::Value;
 
 fn definitions() -> Value {
@@ -103,7 +103,7 @@ fn the_definitions_hold_the_topology_the_service_declares() {
         queue(&c.queue)["arguments"]["x-dead-letter-exchange"],
         c.dead_letter_exchange.as_str()
     );
-    for t in handoff::schemas::EVENT_TYPES {
+    for t in handoff::edge::schemas::EVENT_TYPES {
         bound(&c.events_exchange, &c.queue, t);
     }
     bound(&c.dead_letter_exchange, &c.dead_letter_queue, "#");
@@ -127,7 +127,7 @@ fn topic_permissions_match_who_may_publish() {
             .find(|p| p["user"] == user.as_str() && p["exchange"] == "handoff.events")
             .unwrap_or_else(|| panic!("no topic permission for {user}"));
         let write = p["write"].as_str().unwrap();
-        for t in handoff::schemas::EVENT_TYPES {
+        for t in handoff::edge::schemas::EVENT_TYPES {
             let allowed = matches_anchored(write, t);
             let may = may_send(&agency, t);
             assert_eq!(allowed, may, "{user} ({agency}) and {t}: regex {write}");
@@ -136,8 +136,8 @@ fn topic_permissions_match_who_may_publish() {
 }
 
 /// Whether an agency may send any event of this type (for some event): ICD section 2.
-fn may_send(agency: &handoff::authz::Agency, event_type: &str) -> bool {
-    use handoff::authz::Agency;
+fn may_send(agency: &handoff_core::authz::Agency, event_type: &str) -> bool {
+    use handoff_core::authz::Agency;
     match agency {
         Agency::Bop => event_type == "bop.release.scheduled",
         Agency::Ice => {

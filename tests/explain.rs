@@ -2,10 +2,10 @@
 
 use std::process::Command;
 
-use handoff::engine::Engine;
-use handoff::explain::{Explainer, Timeline, What};
-use handoff::generator::{GenConfig, generate};
-use handoff::replay;
+use handoff::answers::explain::{Explainer, Timeline, What};
+use handoff::answers::replay;
+use handoff_core::engine::Engine;
+use handoff_gen::{GenConfig, generate};
 
 fn explain(log: &[u8], person: &str) -> Timeline {
     let mut explainer = Explainer::new(person);

@@ -38,7 +38,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
 use serde_json::Value;
 
-use handoff::generator::Rng;
+use handoff_gen::Rng;
 use node::Node;
 use serve::{
     Serve, dedup, generated, jurisdictions, now_rfc3339, publishers_for, replay, user_for,

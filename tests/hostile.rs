@@ -290,7 +290,7 @@ fn hostile_inputs_are_refused_with_a_clear_reason() {
     let cases = hostile_inputs();
     assert!(cases.len() > 40);
     for case in &cases {
-        match handoff::envelope::parse_event_bytes(&case.body) {
+        match handoff::edge::envelope::parse_event_bytes(&case.body) {
             Ok(e) => panic!("{}: accepted as {e:?}", case.name),
             Err(e) => assert_explained(case.name, e.code(), &e.to_string(), case),
         }
@@ -298,7 +298,7 @@ fn hostile_inputs_are_refused_with_a_clear_reason() {
     // Every code used is one the service can dead-letter with.
     for case in &cases {
         assert!(
-            handoff::amqp::DEAD_LETTER_REASONS.contains(&case.code),
+            handoff::live::amqp::DEAD_LETTER_REASONS.contains(&case.code),
             "{}",
             case.code
         );
@@ -311,7 +311,7 @@ fn hostile_inputs_are_refused_with_a_clear_reason() {
 fn a_far_future_handoffreceived_is_refused() {
     let mut e = bop_release("sentry-h1", "P-1001");
     e["handoffreceived"] = json!("9999-12-31T23:59:59Z");
-    let err = handoff::envelope::parse_event_bytes(&bytes(&e)).unwrap_err();
+    let err = handoff::edge::envelope::parse_event_bytes(&bytes(&e)).unwrap_err();
     assert_eq!(err.code(), "schema");
     assert!(err.to_string().starts_with("/handoffreceived: "), "{err}");
 }
@@ -425,7 +425,7 @@ async fn hostile_inputs_are_dead_lettered_live_and_the_service_carries_on() {
         .until(60, "the first decision", |s| s.len() == 1)
         .await;
 
-    let max = handoff::config::Amqp::default().max_message_bytes;
+    let max = handoff::live::config::Amqp::default().max_message_bytes;
     let mut oversized = bytes(&bop_release("sentry-big", "P-1005"));
     oversized.resize(max + 1, b' ');
     let mut at_limit_is_parsed = bytes(&with(
@@ -609,7 +609,8 @@ async fn hostile_inputs_are_dead_lettered_live_and_the_service_carries_on() {
         })
         .collect();
     assert_eq!(ids, ["sentry-h0", "eagle-h9", "sentry-h4"]);
-    let (_, notes, summary) = handoff::replay::replay_str(&(journal.join("\n") + "\n"), None);
+    let (_, notes, summary) =
+        handoff::answers::replay::replay_str(&(journal.join("\n") + "\n"), None);
     assert_eq!(summary.invalid, 0, "{notes:?}");
     assert_eq!(summary.rejected, 1, "{notes:?}");
 

@@ -14,9 +14,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use broker::Broker;
-use handoff::engine::Engine;
-use handoff::envelope;
+use handoff::edge::envelope;
 use handoff::journal::{FileJournal, frame};
+use handoff_core::engine::Engine;
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};

@@ -232,8 +232,8 @@ fn now() -> String {
 
 /// The `source` an agency's events carry (its own namespace, which the service checks), or
 /// a source of no agency's for a user that is no configured publisher.
-fn source_of(agency: Option<&handoff::authz::Agency>) -> String {
-    use handoff::authz::Agency;
+fn source_of(agency: Option<&handoff_core::authz::Agency>) -> String {
+    use handoff_core::authz::Agency;
     match agency {
         Some(Agency::Bop) => "urn:agency:bop:matrix".into(),
         Some(Agency::Ice) => "urn:agency:ice:matrix".into(),
@@ -399,7 +399,7 @@ async fn every_user_may_publish_only_what_the_icd_lets_it() {
         .collect();
 
     // The service, as the definitions' `handoff`, with deploy/handoff.toml's publishers.
-    let config = handoff::config::Config::from_toml(
+    let config = handoff::live::config::Config::from_toml(
         include_str!("../deploy/handoff.toml"),
         Path::new("deploy/handoff.toml"),
     )
@@ -415,7 +415,7 @@ async fn every_user_may_publish_only_what_the_icd_lets_it() {
         })
         .collect();
     // Each event carries the source of the agency its user-id is configured as.
-    let agency_of: HashMap<&str, &handoff::authz::Agency> = agencies
+    let agency_of: HashMap<&str, &handoff_core::authz::Agency> = agencies
         .iter()
         .map(|(user, agency)| (real[user.as_str()], agency))
         .collect();

@@ -20,8 +20,8 @@ use proptest::prelude::*;
 mod fuzz_checks;
 
 use fuzz_checks::Tracker;
-use handoff::engine::{Engine, Outcome, Whereabouts};
-use handoff::model::{
+use handoff_core::engine::{Engine, Outcome, Whereabouts};
+use handoff_core::model::{
     Answer, CriminalStatus, Custodian, Decision, DecisionBody, Event, EventBody, Time, WritKind,
 };
 
@@ -270,10 +270,10 @@ impl Scenario {
 /// Every decision names its rule and satisfies its schema.
 fn decision_is_sound(d: &Decision) -> Result<(), TestCaseError> {
     prop_assert!(!d.rule.as_str().is_empty());
-    let json = handoff::wire::decision_json(d);
+    let json = handoff::edge::wire::decision_json(d);
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     prop_assert!(
-        handoff::schemas::validate_decision(&value).is_ok(),
+        handoff::edge::schemas::validate_decision(&value).is_ok(),
         "decision fails its schema: {json}"
     );
     Ok(())

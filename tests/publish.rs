@@ -143,7 +143,7 @@ fn the_sample_week_arrives_in_order_with_its_properties() {
         "{}",
         stderr(&out)
     );
-    let user = ::handoff::config::url_user(&url);
+    let user = ::handoff::live::config::url_user(&url);
     let messages = drain(&broker);
     let lines: Vec<&str> = include_str!("../samples/week.jsonl").lines().collect();
     assert_eq!(messages.len(), 62);

@@ -5,13 +5,13 @@ mod support;
 
 use std::path::PathBuf;
 
-use handoff::engine::Engine;
-use handoff::generator::{GenConfig, generate};
-use handoff::replay;
-use handoff::report::Format;
-use handoff::report::capacity::{
+use handoff::answers::replay;
+use handoff::answers::report::Format;
+use handoff::answers::report::capacity::{
     ByBasis, ByMonitoring, ByPlacement, Capacity, CapacityReport, PlacementRow,
 };
+use handoff_core::engine::Engine;
+use handoff_gen::{GenConfig, generate};
 use serde_json::Value;
 use support::{Log, assumed, capacity, detainer, local, local_release, policy};
 
@@ -20,7 +20,7 @@ const COUNTY: &str = "tx-travis-county";
 /// Replays `log` (advancing to `until` at the end, if given) into a capacity report at
 /// `rate` USD per bed-day.
 fn report(log: &str, until: Option<&str>, rate: f64) -> CapacityReport {
-    let until = until.map(|t| handoff::envelope::parse_time(t).expect("test time"));
+    let until = until.map(|t| handoff::edge::envelope::parse_time(t).expect("test time"));
     let mut r = Capacity::new(rate);
     let mut engine = Engine::new();
     replay::run(&mut engine, log.as_bytes(), until, |e, seen| {

@@ -11,15 +11,15 @@ use std::collections::BTreeMap;
 use chrono::TimeDelta;
 use serde_json::{Value, json};
 
-use handoff::engine::{Engine, Outcome};
-use handoff::model::Time;
-use handoff::replay::{self, Seen};
-use handoff::report::Format;
-use handoff::report::ddor::Ddor;
-use handoff::report::ddor::{
+use handoff::answers::replay::{self, Seen};
+use handoff::answers::report::Format;
+use handoff::answers::report::ddor::Ddor;
+use handoff::answers::report::ddor::{
     DdorReport, DeclinedReleases, DetainersIssued, JurisdictionCount, OffenseCount, StateCount,
 };
-use handoff::wire::format_time;
+use handoff::edge::wire::format_time;
+use handoff_core::engine::{Engine, Outcome};
+use handoff_core::model::Time;
 
 // ---------------------------------------------------------------------------------
 // A small log builder.
@@ -85,7 +85,7 @@ fn envelope(id: &str, time: Time, received: Option<Time>, ev: Ev) -> String {
 }
 
 fn t(s: &str) -> Time {
-    handoff::envelope::parse_time(s).expect("test time")
+    handoff::edge::envelope::parse_time(s).expect("test time")
 }
 
 fn minutes(n: i64) -> TimeDelta {

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use handoff::model::Rule;
+use handoff_core::model::Rule;
 
 fn sample(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -19,7 +19,7 @@ fn sample(name: &str) -> PathBuf {
 #[test]
 fn sample_week_gives_the_expected_decisions() {
     let log = std::fs::read_to_string(sample("week.jsonl")).unwrap();
-    let (out, notes, summary) = handoff::replay::replay_str(&log, None);
+    let (out, notes, summary) = handoff::answers::replay::replay_str(&log, None);
     let expected_path = sample("week.decisions.jsonl");
     if std::env::var_os("UPDATE_EXPECT").is_some() {
         std::fs::write(&expected_path, &out).unwrap();

@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use handoff::schemas::{self, DECISION_TYPES, EVENT_TYPES, SchemaError};
+use handoff::edge::schemas::{self, DECISION_TYPES, EVENT_TYPES, SchemaError};
 use serde_json::{Value, json};
 
 /// The directory holding the `valid` and `invalid` example folders.

@@ -564,7 +564,7 @@ async fn declare_without_alternate_exchange(url: &str) {
         (
             "handoff.inbound",
             "handoff.events",
-            handoff::schemas::EVENT_TYPES.to_vec(),
+            handoff::edge::schemas::EVENT_TYPES.to_vec(),
         ),
         ("handoff.dead-letter", "handoff.dead-letter", vec!["#"]),
         ("handoff.unrouted", "handoff.unrouted", vec![""]),

@@ -1,4 +1,4 @@
-//! What-if replay (`handoff::whatif`): known answers for policy overrides, the diff of two
+//! What-if replay (`handoff::answers::whatif`): known answers for policy overrides, the diff of two
 //! worlds, the overrides file's errors, and determinism over a generated log.
 //!
 //! The cast: `tx-travis-county` (J) is the county whose policy is overridden, `fci-bastrop` the
@@ -8,15 +8,15 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use handoff::whatif::{self, DiffSummary, Override};
+use handoff::answers::whatif::{self, DiffSummary, Override};
 use serde_json::Value;
 use support::*;
 
 const J: &str = "tx-travis-county";
 const FCI: &str = "fci-bastrop";
 
-fn time(s: &str) -> handoff::model::Time {
-    handoff::envelope::parse_time(s).expect("test time")
+fn time(s: &str) -> handoff_core::model::Time {
+    handoff::edge::envelope::parse_time(s).expect("test time")
 }
 
 fn overrides(json: &str) -> Vec<Override> {
@@ -34,7 +34,7 @@ fn what_if_raw(
     log: &str,
     until: Option<&str>,
     overrides: &[Override],
-) -> (String, Vec<(u64, handoff::replay::Note)>) {
+) -> (String, Vec<(u64, handoff::answers::replay::Note)>) {
     let mut out = Vec::new();
     let mut notes = Vec::new();
     whatif::replay_with(
@@ -66,7 +66,7 @@ fn render_diff(out: &str) -> String {
             .expect("an array of decisions")
             .iter()
             .map(|d| {
-                handoff::schemas::validate_decision(d)
+                handoff::edge::schemas::validate_decision(d)
                     .unwrap_or_else(|e| panic!("decision fails its schema: {e}\n{d}"));
                 format!(
                     "{} {}",
@@ -176,7 +176,7 @@ fn travis_county_diff_shows_the_release_becoming_a_hold_and_the_lapse() {
     );
     // The decisions are written whole: `before` is exactly what replay printed.
     let line: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
-    let (replayed, _, _) = handoff::replay::replay_str(&declined_release().text(), None);
+    let (replayed, _, _) = handoff::answers::replay::replay_str(&declined_release().text(), None);
     let replayed: Value = serde_json::from_str(replayed.trim_end()).unwrap();
     assert_eq!(line["before"][0], replayed);
 
@@ -249,7 +249,7 @@ fn only_releases_inside_the_window_are_held() {
          basis=detainer_declined effective_at=2017-02-02T18:00:00Z detainer_id=D-24",
     );
     // Outside the window the decisions are those of the log, byte for byte, ids included.
-    let (real, _, _) = handoff::replay::replay_str(&log.text(), None);
+    let (real, _, _) = handoff::answers::replay::replay_str(&log.text(), None);
     let (with, _) = what_if_raw(&log.text(), None, &overrides(window));
     for person in ["P-9021", "P-9024"] {
         let of = |out: &str| -> Vec<String> {
@@ -420,14 +420,15 @@ fn the_sample_week_with_an_override_for_a_jurisdiction_not_in_it_diffs_to_nothin
         let (out, summary) = diff_raw(&log, until, &o);
         assert_eq!(out, "", "until {until:?}");
         assert_eq!(summary.people_changed, 0);
-        let (replayed, _, replay_summary) = handoff::replay::replay_str(&log, until.map(time));
+        let (replayed, _, replay_summary) =
+            handoff::answers::replay::replay_str(&log, until.map(time));
         assert_eq!(summary.events, replay_summary.events);
         assert_eq!(summary.decisions_before, replay_summary.decisions);
         assert_eq!(summary.decisions_after, replay_summary.decisions);
         // And `replay_with` prints the log's decisions, with the log's notes.
         let (with, notes) = what_if_raw(&log, until, &o);
         assert_eq!(with, replayed);
-        let (_, real_notes, _) = handoff::replay::replay_str(&log, until.map(time));
+        let (_, real_notes, _) = handoff::answers::replay::replay_str(&log, until.map(time));
         assert_eq!(notes, real_notes);
     }
 }
@@ -534,8 +535,7 @@ fn overrides_errors_name_the_entry() {
 
 fn generated(events: u64, seed: u64) -> String {
     let mut out = Vec::new();
-    handoff::generator::generate(&handoff::generator::GenConfig::new(events, seed), &mut out)
-        .unwrap();
+    handoff_gen::generate(&handoff_gen::GenConfig::new(events, seed), &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
 
@@ -602,7 +602,7 @@ fn diff_over_a_generated_log_is_deterministic_and_reality_replays_as_itself() {
               "honors_detainers":{honors},"return_agreement":{agreement}}}]"#
     ));
     for until in [None, until] {
-        let (real, real_notes, _) = handoff::replay::replay_str(&log, until.map(time));
+        let (real, real_notes, _) = handoff::answers::replay::replay_str(&log, until.map(time));
         let (with, notes) = what_if_raw(&log, until, &same);
         assert!(!with.contains("override-"));
         assert_eq!(with, real, "{steady}");

@@ -1,5 +1,5 @@
 //! Fuzz target: the bytes drive a builder of valid event sequences fed to the engine, with
-//! its invariants, determinism and agreement with `handoff::replay` checked; see
+//! its invariants, determinism and agreement with `handoff::answers::replay` checked; see
 //! `check_engine`.
 
 #![no_main]

@@ -11,7 +11,7 @@
 //!   types over a small pool of people, detainers, jurisdictions and offers, with timers
 //!   fired between events), fed to the engine while a tracker checks the decisions against
 //!   the invariants of ARCHITECTURE.md; then the same sequence is run again in a fresh engine
-//!   and, written as a JSON-lines log, through `handoff::replay`, and all three must agree.
+//!   and, written as a JSON-lines log, through `handoff::answers::replay`, and all three must agree.
 //!
 //! Every check returns `Err` with an explanation instead of panicking, so the regression test
 //! can name the input; a panic inside handoff itself is a failure of its own.
@@ -23,16 +23,16 @@ use std::collections::HashMap;
 use chrono::{TimeDelta, TimeZone, Utc};
 use serde_json::{Value, json};
 
-use handoff::amqp::DEAD_LETTER_REASONS;
-use handoff::engine::{Engine, HOLD_LIMIT, Outcome, Whereabouts};
-use handoff::envelope::{self, Invalid};
+use handoff::answers::replay::{self, Lines};
+use handoff::edge::envelope::{self, Invalid};
+use handoff::edge::{schemas, wire};
 use handoff::journal;
-use handoff::model::{
+use handoff::live::amqp::DEAD_LETTER_REASONS;
+use handoff_core::engine::{Engine, HOLD_LIMIT, Outcome, Whereabouts};
+use handoff_core::model::{
     Answer, Basis, CriminalStatus, Custodian, Decision, DecisionBody, Event, EventBody, Rule, Time,
     WritKind,
 };
-use handoff::replay::{self, Lines};
-use handoff::{schemas, wire};
 
 /// The reason codes `Invalid::code` documents: the only ones an invalid message may get.
 pub const ENVELOPE_CODES: [&str; 7] = [
@@ -64,7 +64,7 @@ pub fn check_envelope(bytes: &[u8]) -> Result<(), String> {
     if let Ok(event) = &replayed {
         decisions_satisfy_schemas(event)?;
     }
-    if bytes.len() > handoff::config::Amqp::default().max_message_bytes {
+    if bytes.len() > handoff::live::config::Amqp::default().max_message_bytes {
         // The service dead-letters it as `oversized` before reading it.
         return Ok(());
     }

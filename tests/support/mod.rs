@@ -193,15 +193,15 @@ pub fn capacity(funded: u64, occupied: u64) -> Ev {
 /// Replays `log` (then advances to `until`, if given) and renders what happened: one
 /// line per decision, then one line per note.
 pub fn run(log: &Log, until: Option<&str>) -> String {
-    let until = until.map(|t| handoff::envelope::parse_time(t).expect("test time"));
-    let (out, notes, _) = handoff::replay::replay_str(&log.text(), until);
+    let until = until.map(|t| handoff::edge::envelope::parse_time(t).expect("test time"));
+    let (out, notes, _) = handoff::answers::replay::replay_str(&log.text(), until);
     render(&out, &notes)
 }
 
 /// The compact rendering of decisions used in expectations:
 /// `time rule type key=value ...` with the common fields left out, every decision id
 /// replaced by `#n` (its position in the output), and `caused_by` shown as `by=`.
-pub fn render(out: &str, notes: &[(u64, handoff::replay::Note)]) -> String {
+pub fn render(out: &str, notes: &[(u64, handoff::answers::replay::Note)]) -> String {
     let decisions: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).expect("decisions are JSON"))
@@ -221,7 +221,7 @@ pub fn render(out: &str, notes: &[(u64, handoff::replay::Note)]) -> String {
     for (i, d) in decisions.iter().enumerate() {
         // Every decision must satisfy its own schema; checked here so that every rule
         // test also checks the wire form.
-        handoff::schemas::validate_decision(d)
+        handoff::edge::schemas::validate_decision(d)
             .unwrap_or_else(|e| panic!("decision {i} fails its schema: {e}\n{d}"));
         assert_eq!(d["subject"], d["data"]["person_id"]);
         let ty = d["type"].as_str().unwrap().trim_start_matches("handoff.");
@@ -325,5 +325,5 @@ pub fn check(log: Log, until: Option<&str>, expect: &str) {
 /// The `offer_id` handoff gives the first-refusal offer decided by the BOP event `id`
 /// (an offer is always the first decision of its `bop.release.scheduled`).
 pub fn offer_id_of(bop_event_id: &str) -> String {
-    handoff::ids::decision_id_for_event(BOP, bop_event_id, 0)
+    handoff_core::ids::decision_id_for_event(BOP, bop_event_id, 0)
 }

@@ -11,8 +11,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
-use crate::config;
-use crate::schemas::EVENT_TYPES;
+use crate::edge::schemas::EVENT_TYPES;
+use crate::live::config;
 
 /// The content type of every message in and out (ICD section 1).
 pub const CONTENT_TYPE: &str = "application/cloudevents+json";

@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
-use crate::metrics::Metrics;
+use crate::live::metrics::Metrics;
 
 /// The largest request head (request line and header lines) read; a longer one gets 431.
 pub const MAX_HEAD: usize = 8 * 1024;

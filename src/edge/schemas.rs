@@ -52,7 +52,7 @@ const MAX_MESSAGE_CHARS: usize = 300;
 /// Pairs a schema file's path under `schemas/` with its contents, embedded at compile time.
 macro_rules! schema_file {
     ($path:literal) => {
-        ($path, include_str!(concat!("../schemas/", $path)))
+        ($path, include_str!(concat!("../../schemas/", $path)))
     };
 }
 

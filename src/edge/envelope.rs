@@ -6,8 +6,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::model::{Answer, CriminalStatus, Custodian, Event, EventBody, Time, WritKind};
-use crate::schemas::{self, SchemaError};
+use crate::edge::schemas::{self, SchemaError};
+use handoff_core::model::{Answer, CriminalStatus, Custodian, Event, EventBody, Time, WritKind};
 
 /// Why a message is not a valid event. The `code` of each variant is what the service
 /// puts in the dead-letter reason; the `Display` text is the specific explanation.
@@ -127,7 +127,7 @@ pub fn received(bytes: &[u8], received: Time) -> Result<(Value, Event), Invalid>
         obj.remove("handoffcrc");
         obj.insert(
             "handoffreceived".into(),
-            Value::String(crate::wire::format_time(&received)),
+            Value::String(crate::edge::wire::format_time(&received)),
         );
     }
     let event = event_from_value(&value)?;

@@ -26,11 +26,11 @@ use std::io::{self, BufRead, Write};
 use hashbrown::{HashMap, HashSet};
 use serde::{Deserialize, Deserializer};
 
-use crate::engine::{Engine, Outcome, Policy};
-use crate::envelope::{self, Invalid};
-use crate::model::{Decision, Event, EventBody, Time, is_jurisdiction_id};
-use crate::replay::{Lines, Note, Summary, note_for, write_decisions};
-use crate::wire;
+use crate::answers::replay::{Lines, Note, Summary, note_for, write_decisions};
+use crate::edge::envelope::{self, Invalid};
+use crate::edge::wire;
+use handoff_core::engine::{Engine, Outcome, Policy};
+use handoff_core::model::{Decision, Event, EventBody, Time, is_jurisdiction_id};
 
 /// The `source` of every synthetic policy event injected at a window edge.
 pub const SOURCE: &str = "urn:handoff:what-if";

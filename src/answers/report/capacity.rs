@@ -42,10 +42,10 @@ use std::fmt::Write as _;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, Outcome};
-use crate::model::{Basis, Decision, DecisionBody, Monitoring, Placement};
-use crate::replay::Seen;
-use crate::report::{Format, csv_field, html};
+use crate::answers::replay::Seen;
+use crate::answers::report::{Format, csv_field, html};
+use handoff_core::engine::{Engine, Outcome};
+use handoff_core::model::{Basis, Decision, DecisionBody, Monitoring, Placement};
 
 /// The default cost of one bed for one day, in USD: ICE's 2013 figure (domain.md).
 pub const DEFAULT_RATE_USD: f64 = 122.0;

@@ -17,10 +17,10 @@ use std::process::ExitCode;
 
 use clap::{ArgGroup, Args, Subcommand};
 
-use crate::engine::Engine;
-use crate::envelope;
+use crate::edge::envelope;
 use crate::journal::{self, LineError, OutboxMark};
-use crate::model::Event;
+use handoff_core::engine::Engine;
+use handoff_core::model::Event;
 
 /// The read buffer: large reads keep the syscall count low on big journals.
 const READ_BUFFER: usize = 1 << 20;

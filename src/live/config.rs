@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::authz::Agency;
+use handoff_core::authz::Agency;
 
 /// The whole configuration of `handoff serve`.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -1,4 +1,4 @@
-//! `handoff bench-live`: a load test of the live service against a real RabbitMQ.
+//! `handoff-bench live`: a load test of the live service against a real RabbitMQ.
 //!
 //! It generates N events (`generator`), publishes them at a chosen rate to a fresh copy of
 //! the topology, consumes the decisions, and reports throughput and latency (publish of an
@@ -46,16 +46,16 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection, ErrorKind, Excha
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::amqp;
-use crate::authz::{self, Agency};
-use crate::config::{self, Config, QueueType};
-use crate::engine::Engine;
-use crate::envelope;
-use crate::generator::{self, GenConfig};
-use crate::ids::decision_id_for_event;
-use crate::model::{Custodian, Event, EventBody, Time};
-use crate::publish::redact_url;
-use crate::service;
+use handoff::edge::envelope;
+use handoff::live::amqp;
+use handoff::live::config::{self, Config, QueueType};
+use handoff::live::publish::redact_url;
+use handoff::live::service;
+use handoff_core::authz::{self, Agency};
+use handoff_core::engine::Engine;
+use handoff_core::ids::decision_id_for_event;
+use handoff_core::model::{Custodian, Event, EventBody, Time};
+use handoff_gen::{self as generator, GenConfig};
 
 /// Unconfirmed events the publisher allows itself at a time.
 const WINDOW: usize = 2_000;
@@ -68,7 +68,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// The BOP source the generator uses, and the sentinel's.
 const BOP_SOURCE: &str = "urn:agency:bop:sentry";
 
-/// `handoff bench-live` arguments.
+/// `handoff-bench live` arguments.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// The broker's AMQP URL [default: $HANDOFF_AMQP_URL, else
@@ -139,18 +139,18 @@ fn failed(e: impl std::fmt::Display) -> BenchError {
     BenchError::Failed(e.to_string())
 }
 
-/// Runs `handoff bench-live`: 0 when every requested mode completed, 1 when one failed
+/// Runs `handoff-bench live`: 0 when every requested mode completed, 1 when one failed
 /// (the service stopped with an error, or a sentinel never arrived), 2 when the bench
 /// could not run.
 pub fn run(args: &BenchArgs) -> ExitCode {
     match run_inner(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(BenchError::CannotRun(m)) => {
-            eprintln!("handoff bench-live: {}", redact_url(&m));
+            eprintln!("handoff-bench live: {}", redact_url(&m));
             ExitCode::from(2)
         }
         Err(BenchError::Failed(m)) => {
-            eprintln!("handoff bench-live: {}", redact_url(&m));
+            eprintln!("handoff-bench live: {}", redact_url(&m));
             ExitCode::from(1)
         }
     }
@@ -169,7 +169,7 @@ struct Ctx {
 impl Ctx {
     fn say(&self, what: impl std::fmt::Display) {
         if self.progress {
-            eprintln!("handoff bench-live: {what}");
+            eprintln!("handoff-bench live: {what}");
         }
     }
 }
@@ -180,7 +180,7 @@ fn run_inner(args: &BenchArgs) -> Result<(), BenchError> {
             "--rate must be a non-negative number".into(),
         ));
     }
-    let url = crate::publish::broker_url(args.url.as_deref());
+    let url = handoff::live::publish::broker_url(args.url.as_deref());
     if let Ok(filter) = std::env::var("HANDOFF_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -427,14 +427,14 @@ fn count_outputs(events: &mut [Prepared], parsed: &[Event], now: Time) {
         let mut e = e.clone();
         e.received = Some(now);
         let step = engine.handle(&e);
-        let dead = matches!(step.outcome, crate::engine::Outcome::Rejected(_));
+        let dead = matches!(step.outcome, handoff_core::engine::Outcome::Rejected(_));
         p.outputs = (step.decisions.len() + usize::from(dead)) as u32;
     }
 }
 
 /// A release for a person no other event mentions: R1.4 decides it on arrival.
 fn sentinel(run: &str) -> anyhow::Result<(Prepared, Event)> {
-    let now = crate::wire::format_time(&Time::from(Utc::now().trunc_subsecs(0)));
+    let now = handoff::edge::wire::format_time(&Time::from(Utc::now().trunc_subsecs(0)));
     let person = format!("BENCH-{}", run.to_uppercase());
     let id = format!("sentinel.{run}");
     let value = json!({
@@ -524,7 +524,7 @@ fn broker_said(e: &lapin::Error) -> Option<(AMQPErrorKind, String)> {
 
 /// Connects and checks that the broker lets this user publish as others (`user-id`).
 async fn preflight(ctx: &Ctx) -> Result<(), BenchError> {
-    let conn = connect(&ctx.url, "handoff bench-live").await?;
+    let conn = connect(&ctx.url, "handoff-bench live").await?;
     let result = async {
         let ch = amqp::confirmed_channel(&conn).await?;
         // A run-named exchange with no queue: the message is dropped, but the broker
@@ -577,7 +577,7 @@ async fn preflight(ctx: &Ctx) -> Result<(), BenchError> {
                 let user = config::url_user(&ctx.url);
                 BenchError::CannotRun(format!(
                     "the broker refused to let {user} publish as another user ({text}). \
-                     bench-live sends each event as the agency allowed to send it (the AMQP \
+                     handoff-bench live sends each event as the agency allowed to send it (the AMQP \
                      user-id), which needs RabbitMQ's impersonator tag on {user}: {}",
                     tag_command(&user)
                 ))
@@ -685,7 +685,7 @@ async fn consume_decisions(
 /// Deletes every queue and exchange of `names`, each on its own channel (a missing one
 /// closes its channel), and says nothing of failures: it is best effort.
 async fn cleanup(url: &str, names: &Names) {
-    let Ok(conn) = connect(url, "handoff bench-live cleanup").await else {
+    let Ok(conn) = connect(url, "handoff-bench live cleanup").await else {
         return;
     };
     for q in [
@@ -766,7 +766,7 @@ async fn publish_all(
     exchange: &str,
     work: &Workload,
 ) -> Result<(Vec<Instant>, Instant), BenchError> {
-    let conn = connect(&ctx.url, "handoff bench-live publisher").await?;
+    let conn = connect(&ctx.url, "handoff-bench live publisher").await?;
     let ch = match amqp::confirmed_channel(&conn).await {
         Ok(ch) => ch,
         Err(e) => {
@@ -1025,7 +1025,7 @@ async fn bench_handoff(ctx: &Ctx, work: &Workload) -> Result<Outcome, BenchError
         .check()
         .map_err(|e| BenchError::CannotRun(format!("the service's configuration: {e}")))?;
 
-    let admin = connect(&ctx.url, "handoff bench-live").await?;
+    let admin = connect(&ctx.url, "handoff-bench live").await?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     ctx.say("starting the service");
     let mut status = start_system("handoff-serve", move || async move {
@@ -1095,7 +1095,7 @@ fn caused_by(body: &[u8]) -> Option<String> {
 
 async fn bench_relay(ctx: &Ctx, work: &Workload) -> Result<Outcome, BenchError> {
     let names = Names::new(&ctx.run, "relay");
-    let admin = connect(&ctx.url, "handoff bench-live").await?;
+    let admin = connect(&ctx.url, "handoff-bench live").await?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let mut status: Option<Status> = None;
     let result = async {
@@ -1202,7 +1202,7 @@ async fn relay(
     mut outputs: HashMap<String, u32>,
     mut stop: oneshot::Receiver<()>,
 ) -> Result<(), String> {
-    let conn = amqp::connect(&url, &Default::default(), "handoff bench-live relay")
+    let conn = amqp::connect(&url, &Default::default(), "handoff-bench live relay")
         .await
         .map_err(|e| e.to_string())?;
     let result = async {
@@ -1457,7 +1457,7 @@ impl Report {
         };
         let _ = writeln!(
             s,
-            "handoff bench-live: {} events (seed {}, {} people), {} queues, target rate {target}; \
+            "handoff-bench live: {} events (seed {}, {} people), {} queues, target rate {target}; \
              durable and confirmed end to end",
             self.events,
             self.seed,
@@ -1646,7 +1646,7 @@ mod tests {
             }
             let step = engine.handle(&event);
             assert!(
-                !matches!(step.outcome, crate::engine::Outcome::Rejected(_)),
+                !matches!(step.outcome, handoff_core::engine::Outcome::Rejected(_)),
                 "{} was rejected",
                 e.id
             );

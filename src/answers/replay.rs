@@ -6,10 +6,10 @@
 
 use std::io::{self, BufRead, Write};
 
-use crate::engine::{Engine, Outcome, Step};
-use crate::envelope::{self, Invalid};
-use crate::model::{Decision, Event, Time};
-use crate::wire;
+use crate::edge::envelope::{self, Invalid};
+use crate::edge::wire;
+use handoff_core::engine::{Engine, Outcome, Step};
+use handoff_core::model::{Decision, Event, Time};
 
 /// What a line of the log came to, when it is worth telling the user.
 #[derive(Debug, Clone, PartialEq, Eq)]

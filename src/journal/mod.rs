@@ -20,6 +20,8 @@
 //! The outbox mark ([`OutboxMark`]) beside the journal counts the decisions that have been
 //! published and confirmed, so that a restart republishes only the ones after it.
 
+pub mod tool;
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

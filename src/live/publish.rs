@@ -20,11 +20,11 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::{BasicProperties, Confirmation, ErrorKind, PublisherConfirm};
 
-use crate::authz;
-use crate::config::{self, Config};
-use crate::envelope;
-use crate::model::Event;
-use crate::replay::Note;
+use crate::answers::replay::Note;
+use crate::edge::envelope;
+use crate::live::config::{self, Config};
+use handoff_core::authz;
+use handoff_core::model::Event;
 
 /// The broker when neither `--url` nor `HANDOFF_AMQP_URL` names one.
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -283,7 +283,7 @@ fn validate(
 }
 
 fn nobody_may_send(event: &Event) -> String {
-    let jurisdiction = crate::authz::voice(event);
+    let jurisdiction = handoff_core::authz::voice(event);
     let ty = event.body.type_name();
     match jurisdiction {
         Some(j) => format!(
@@ -347,7 +347,7 @@ impl Publisher<'_> {
     async fn publish(&self, items: &[Item]) -> Result<usize, Fatal> {
         let conn = tokio::time::timeout(
             Duration::from_secs(30),
-            crate::amqp::connect(self.url, self.tls, "handoff publish"),
+            crate::live::amqp::connect(self.url, self.tls, "handoff publish"),
         )
         .await
         .map_err(|_| {

@@ -11,12 +11,12 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::engine::{Engine, Outcome};
-use crate::model::{
+use crate::answers::replay::{Seen, note_for};
+use crate::edge::wire::{self, format_time};
+use handoff_core::engine::{Engine, Outcome};
+use handoff_core::model::{
     Answer, Basis, Custodian, Decision, DecisionBody, Event, EventBody, Placement, Rule,
 };
-use crate::replay::{Seen, note_for};
-use crate::wire::{self, format_time};
 
 /// One line of a timeline.
 #[derive(Debug, Clone, PartialEq, Serialize)]

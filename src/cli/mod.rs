@@ -13,17 +13,17 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::engine::Engine;
-use crate::envelope;
-use crate::explain::Explainer;
-use crate::generator::{self, GenConfig};
-use crate::model::Time;
-use crate::replay::{self, Note, Summary};
-use crate::report::Format;
-use crate::report::capacity::Capacity;
-use crate::report::ddor::Ddor;
-use crate::schemas;
-use crate::whatif;
+use crate::answers::explain::Explainer;
+use crate::answers::replay::{self, Note, Summary};
+use crate::answers::report::Format;
+use crate::answers::report::capacity::Capacity;
+use crate::answers::report::ddor::Ddor;
+use crate::answers::whatif;
+use crate::edge::envelope;
+use crate::edge::schemas;
+use handoff_core::engine::Engine;
+use handoff_core::model::Time;
+use handoff_gen::{self as generator, GenConfig};
 
 /// The long help of `handoff serve`, with the environment overrides listed.
 fn serve_about() -> String {
@@ -42,7 +42,7 @@ space and restart; 1 on any other error, such as a damaged journal at start-up (
 `handoff journal verify`).\n\n\
 Settings come from --config (TOML; see deploy/handoff.toml), then from these environment \
 variables:\n{}",
-        crate::config::env_help()
+        crate::live::config::env_help()
     )
 }
 
@@ -55,7 +55,7 @@ variables:\n{}",
 custody under the rules of the ICD (R1-R5), and writes each decision as a CloudEvent.\n\n\
 Decisions are a pure function of the event log: replaying a log always prints the same \
 bytes.",
-    after_help = "Examples:\n  handoff replay samples/week.jsonl\n  handoff replay journal.jsonl --until 2017-02-04T00:00:00Z\n  handoff validate samples/week.jsonl\n  handoff gen --events 1000000 --seed 7 > big.jsonl\n  handoff explain P-170004 samples/week.jsonl\n  handoff report ddor samples/week.jsonl --from 2017-01-28T00:00:00Z --to 2017-02-04T00:00:00Z --format html > ddor.html\n  handoff report capacity samples/week.jsonl --format csv\n  handoff replay samples/week.jsonl --policy overrides.json --diff\n  handoff publish samples/week.jsonl --url amqp://bop:PASSWORD@rabbit:5672/%2f --rate 100\n  handoff bench-live --events 20000 --rate 2000"
+    after_help = "Examples:\n  handoff replay samples/week.jsonl\n  handoff replay journal.jsonl --until 2017-02-04T00:00:00Z\n  handoff validate samples/week.jsonl\n  handoff gen --events 1000000 --seed 7 > big.jsonl\n  handoff explain P-170004 samples/week.jsonl\n  handoff report ddor samples/week.jsonl --from 2017-01-28T00:00:00Z --to 2017-02-04T00:00:00Z --format html > ddor.html\n  handoff report capacity samples/week.jsonl --format csv\n  handoff replay samples/week.jsonl --policy overrides.json --diff\n  handoff publish samples/week.jsonl --url amqp://bop:PASSWORD@rabbit:5672/%2f --rate 100"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -172,28 +172,11 @@ attributes are dropped.\n\n\
 Exit status: 0 if every event was published and confirmed, 1 if a line is invalid or a \
 message was returned (unroutable) or nacked, 2 if the file, the configuration or the \
 broker could not be used.")]
-    Publish(crate::publish::PublishArgs),
-    /// Load-test the live service against a real RabbitMQ: throughput and latency, with a
-    /// bare relay as the ceiling.
-    #[command(
-        long_about = "Load-test the live service against a real RabbitMQ. Generates \
---events events (as `handoff gen`), publishes them at --rate to a fresh, run-named copy of the \
-topology (durable queues of --queue-type, publisher confirms, each event sent as its agency's \
-user-id: the URL's user needs RabbitMQ's impersonator tag), runs the service in-process on a \
-2-worker runtime with a fresh journal, consumes the decisions and reports throughput and the \
-latency from an event's publish to its first decision (p50, p90, p99, p99.9, max). The same \
-events then go through a bare relay (consume, publish with confirms, ack; no validation, \
-journal or engine; as many messages out per event as handoff publishes), the ceiling, and \
-handoff's throughput is reported as a fraction of it. \
-Queues and exchanges are deleted afterwards.\n\n\
-Exit status: 0 if every run completed, 1 if the service stopped with an error or a run's \
-final event never came back, 2 if the bench could not run (no broker, no impersonation)."
-    )]
-    BenchLive(crate::bench_live::BenchArgs),
+    Publish(crate::live::publish::PublishArgs),
     /// Check a journal (checksums, events) or repair a damaged one, keeping a backup.
     Journal {
         #[command(subcommand)]
-        command: crate::journal_tool::JournalCommand,
+        command: crate::journal::tool::JournalCommand,
     },
     /// Run the live service: consume events from RabbitMQ, journal them, publish decisions.
     #[command(long_about = serve_about())]
@@ -285,10 +268,9 @@ pub fn main() -> ExitCode {
             start,
             output,
         } => cmd_gen(events, seed, people, start, output),
-        Command::Publish(args) => Ok(crate::publish::run(&args)),
-        Command::BenchLive(args) => Ok(crate::bench_live::run(&args)),
-        Command::Journal { command } => Ok(crate::journal_tool::run(command)),
-        Command::Serve { config } => Ok(crate::service::run(config.as_deref())),
+        Command::Publish(args) => Ok(crate::live::publish::run(&args)),
+        Command::Journal { command } => Ok(crate::journal::tool::run(command)),
+        Command::Serve { config } => Ok(crate::live::service::run(config.as_deref())),
     };
     match result {
         Ok(code) => code,

@@ -33,17 +33,17 @@ use lapin::{Channel, Confirmation, Connection};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::amqp;
-use crate::authz::{self, Agency};
-use crate::config::{Config, LogFormat};
-use crate::engine::{Engine, Outcome};
-use crate::envelope;
-use crate::http::{self, Health};
+use crate::edge::envelope;
+use crate::edge::schemas::{DECISION_TYPES, EVENT_TYPES};
+use crate::edge::wire;
 use crate::journal::{FileJournal, Journal, OutboxMark};
-use crate::metrics::Metrics;
-use crate::model::{Decision, Time};
-use crate::schemas::{DECISION_TYPES, EVENT_TYPES};
-use crate::wire;
+use crate::live::amqp;
+use crate::live::config::{Config, LogFormat};
+use crate::live::http::{self, Health};
+use crate::live::metrics::Metrics;
+use handoff_core::authz::{self, Agency};
+use handoff_core::engine::{Engine, Outcome};
+use handoff_core::model::{Decision, Time};
 
 /// Why the service stopped or a session with RabbitMQ ended.
 #[derive(Debug, thiserror::Error)]
@@ -313,12 +313,12 @@ enum Disposition {
     },
 }
 
-fn rejected_detail(r: crate::engine::Reject) -> String {
+fn rejected_detail(r: handoff_core::engine::Reject) -> String {
     match r {
-        crate::engine::Reject::UnknownOffer => {
+        handoff_core::engine::Reject::UnknownOffer => {
             "no open first-refusal offer has this offer_id for this person (never made, voided or already answered)".into()
         }
-        crate::engine::Reject::LateResponse => {
+        handoff_core::engine::Reject::LateResponse => {
             "the first-refusal offer lapsed at its respond_by before this answer arrived".into()
         }
     }
@@ -498,7 +498,7 @@ async fn wait_for_signal() {
 async fn session(
     core: &mut Core,
     url: &str,
-    tls: &crate::config::TlsMaterial,
+    tls: &crate::live::config::TlsMaterial,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ServeError> {
     // A broker that accepts TCP but never answers must not stall the service forever.
@@ -771,7 +771,7 @@ async fn publisher(
     publish: Channel,
     park: Channel,
     consume: Channel,
-    c: crate::config::Amqp,
+    c: crate::live::config::Amqp,
     mut rx: mpsc::Receiver<Batch>,
     confirmed: watch::Sender<u64>,
     mark: OutboxMark,
@@ -854,7 +854,7 @@ impl<T> Drop for AbortOnDrop<T> {
 async fn settle(
     park: Channel,
     consume: Channel,
-    c: crate::config::Amqp,
+    c: crate::live::config::Amqp,
     mut rx: mpsc::Receiver<Published>,
     confirmed: watch::Sender<u64>,
     mark: OutboxMark,
@@ -915,7 +915,7 @@ async fn settle(
 /// loudly; a dead letter with nowhere to go is an error that ends the session.
 async fn park_returned(
     park: &Channel,
-    c: &crate::config::Amqp,
+    c: &crate::live::config::Amqp,
     returned: &BasicReturnMessage,
     metrics: &Metrics,
 ) -> Result<(), ServeError> {

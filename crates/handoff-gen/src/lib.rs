@@ -23,7 +23,7 @@ use std::io::{self, BufWriter, Write};
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::ids::decision_id_for_event;
+use handoff_core::ids::decision_id_for_event;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ const MINUTE: i64 = 60;
 const HOUR: i64 = 3_600;
 const DAY: i64 = 86_400;
 /// The longest a jail may hold a person for ICE past their release (ICD R3.3).
-const HOLD: i64 = crate::engine::HOLD_LIMIT.num_seconds();
+const HOLD: i64 = handoff_core::engine::HOLD_LIMIT.num_seconds();
 
 const BOP_SOURCE: &str = "urn:agency:bop:sentry";
 const ICE_SOURCE: &str = "urn:agency:ice:eagle";
@@ -1742,7 +1742,7 @@ mod tests {
                 continue;
             }
             if ty == "bop.release.scheduled" {
-                offers.insert(crate::ids::decision_id_for_event(&source, &id, 0));
+                offers.insert(handoff_core::ids::decision_id_for_event(&source, &id, 0));
             }
             if ty == "ice.first_refusal.response" {
                 responses.push(v["data"]["offer_id"].as_str().expect("offer").to_string());

@@ -7,7 +7,7 @@
 use chrono::SecondsFormat;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use crate::model::{Custodian, Decision, DecisionBody, Time};
+use handoff_core::model::{Custodian, Decision, DecisionBody, Time};
 
 /// The `source` of every decision.
 pub const SOURCE: &str = "urn:handoff";

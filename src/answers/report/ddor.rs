@@ -18,13 +18,13 @@ use std::fmt::Write;
 use hashbrown::HashMap;
 use serde::Serialize;
 
-use crate::engine::{Engine, Outcome};
-use crate::model::{
+use crate::answers::replay::Seen;
+use crate::answers::report::{Format, csv_field, html, md_cell};
+use crate::edge::wire::format_time;
+use handoff_core::engine::{Engine, Outcome};
+use handoff_core::model::{
     CriminalStatus, Custodian, Decision, DecisionBody, Event, EventBody, Rule, Time,
 };
-use crate::replay::Seen;
-use crate::report::{Format, csv_field, html, md_cell};
-use crate::wire::format_time;
 
 /// The value of the top-level `"report"` field of the JSON rendering.
 pub const REPORT_NAME: &str = "declined_detainer_outcome";

@@ -1,0 +1,5 @@
+//! The edge: where JSON becomes the core's types and back. The core never sees JSON.
+
+pub mod envelope;
+pub mod schemas;
+pub mod wire;

@@ -1,0 +1,9 @@
+//! `handoff serve` and `handoff publish`: everything that talks to RabbitMQ, the wall clock
+//! or the network.
+
+pub mod amqp;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod publish;
+pub mod service;
