@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::edge::schemas::{self, SchemaError};
-use handoff_core::model::{Answer, CriminalStatus, Custodian, Event, EventBody, Time, WritKind};
+use handoff_core::model::{
+    Answer, CriminalStatus, Custodian, CustodianKind, Event, EventBody, EventType, Time, WritKind,
+};
 
 /// Why a message is not a valid event. The `code` of each variant is what the service
 /// puts in the dead-letter reason; the `Display` text is the specific explanation.
@@ -156,90 +158,72 @@ pub fn event_from_value(value: &Value) -> Result<Event, Invalid> {
     })
 }
 
-fn body(ty: &str, d: &Value) -> Result<EventBody, Invalid> {
+fn body(ty: EventType, d: &Value) -> Result<EventBody, Invalid> {
     Ok(match ty {
-        "jurisdiction.policy.updated" => EventBody::PolicyUpdated {
+        EventType::PolicyUpdated => EventBody::PolicyUpdated {
             jurisdiction_id: text(d, "jurisdiction_id")?,
             name: text(d, "name")?,
             state: text(d, "state")?,
             honors_detainers: boolean(d, "honors_detainers")?,
             return_agreement: boolean(d, "return_agreement")?,
         },
-        "ice.detainer.issued" => EventBody::DetainerIssued {
+        EventType::DetainerIssued => EventBody::DetainerIssued {
             detainer_id: text(d, "detainer_id")?,
             person_id: text(d, "person_id")?,
             custodian: custodian(d, "custodian")?,
-            criminal_status: match word(d, "criminal_status")? {
-                "convicted" => CriminalStatus::Convicted,
-                "charged" => CriminalStatus::Charged,
-                _ => CriminalStatus::None,
-            },
+            criminal_status: one_of(d, "criminal_status", CriminalStatus::parse)?,
             offenses: texts(d, "offenses")?,
         },
-        "ice.detainer.withdrawn" => EventBody::DetainerWithdrawn {
+        EventType::DetainerWithdrawn => EventBody::DetainerWithdrawn {
             detainer_id: text(d, "detainer_id")?,
             person_id: text(d, "person_id")?,
         },
-        "local.claim.lodged" => EventBody::ClaimLodged {
+        EventType::ClaimLodged => EventBody::ClaimLodged {
             claim_id: text(d, "claim_id")?,
             person_id: text(d, "person_id")?,
             jurisdiction_id: text(d, "jurisdiction_id")?,
             charges: texts(d, "charges")?,
         },
-        "bop.release.scheduled" => EventBody::BopReleaseScheduled {
+        EventType::BopReleaseScheduled => EventBody::BopReleaseScheduled {
             person_id: text(d, "person_id")?,
             facility: text(d, "facility")?,
             release_at: time(d, "release_at")?,
         },
-        "ice.first_refusal.response" => EventBody::FirstRefusalResponse {
+        EventType::FirstRefusalResponse => EventBody::FirstRefusalResponse {
             offer_id: text(d, "offer_id")?,
             person_id: text(d, "person_id")?,
-            answer: match word(d, "decision")? {
-                "accept" => Answer::Accept,
-                _ => Answer::Decline,
-            },
+            answer: one_of(d, "decision", Answer::parse)?,
         },
-        "court.writ.issued" => EventBody::WritIssued {
+        EventType::WritIssued => EventBody::WritIssued {
             writ_id: text(d, "writ_id")?,
             person_id: text(d, "person_id")?,
             jurisdiction_id: text(d, "jurisdiction_id")?,
-            kind: match word(d, "kind")? {
-                "ad_prosequendum" => WritKind::AdProsequendum,
-                "ad_testificandum" => WritKind::AdTestificandum,
-                _ => WritKind::Other,
-            },
+            kind: one_of(d, "kind", WritKind::parse)?,
             court: text(d, "court")?,
         },
-        "local.release.due" => EventBody::LocalReleaseDue {
+        EventType::LocalReleaseDue => EventBody::LocalReleaseDue {
             person_id: text(d, "person_id")?,
             jurisdiction_id: text(d, "jurisdiction_id")?,
             release_at: time(d, "release_at")?,
         },
-        "local.detainer.declined" => EventBody::DetainerDeclined {
+        EventType::DetainerDeclined => EventBody::DetainerDeclined {
             detainer_id: text(d, "detainer_id")?,
             person_id: text(d, "person_id")?,
             jurisdiction_id: text(d, "jurisdiction_id")?,
         },
-        "hold.expired" => EventBody::HoldExpired {
+        EventType::HoldExpired => EventBody::HoldExpired {
             person_id: text(d, "person_id")?,
             detainer_id: text(d, "detainer_id")?,
             jurisdiction_id: text(d, "jurisdiction_id")?,
         },
-        "ice.custody.assumed" => EventBody::CustodyAssumed {
+        EventType::CustodyAssumed => EventBody::CustodyAssumed {
             person_id: text(d, "person_id")?,
             from: custodian(d, "from")?,
         },
-        "ice.capacity.updated" => EventBody::CapacityUpdated {
+        EventType::CapacityUpdated => EventBody::CapacityUpdated {
             funded_beds: count(d, "funded_beds")?,
             occupied_beds: count(d, "occupied_beds")?,
         },
-        other => {
-            return Err(Invalid::Schema(SchemaError {
-                path: "/type".to_owned(),
-                keyword: "enum".to_owned(),
-                message: format!("unknown event type {other:?}"),
-            }));
-        }
     })
 }
 
@@ -292,13 +276,29 @@ fn texts(v: &Value, field: &'static str) -> Result<Vec<String>, Invalid> {
         .collect()
 }
 
+/// One of an enum's wire names. A value the schema let through but the decoder does not
+/// know (the two drifted apart) is a reported rejection, never read as some other value.
+fn one_of<T>(
+    v: &Value,
+    field: &'static str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, Invalid> {
+    let w = word(v, field)?;
+    parse(w).ok_or_else(|| Invalid::BadField {
+        field,
+        reason: format!(
+            "{w:?} is not a value this version of handoff knows (schema and decoder disagree)"
+        ),
+    })
+}
+
 fn custodian(v: &Value, field: &'static str) -> Result<Custodian, Invalid> {
     let c = v.get(field).ok_or_else(|| missing(field))?;
     let id = word(c, "id")?;
-    Ok(match word(c, "kind")? {
-        "bop" => Custodian::Bop(id.to_owned()),
-        "local" => Custodian::Local(id.to_owned()),
-        _ => Custodian::Ice,
+    Ok(match one_of(c, "kind", CustodianKind::parse)? {
+        CustodianKind::Bop => Custodian::Bop(id.to_owned()),
+        CustodianKind::Local => Custodian::Local(id.to_owned()),
+        CustodianKind::Ice => Custodian::Ice,
     })
 }
 
@@ -311,4 +311,28 @@ pub fn parse_time(s: &str) -> Result<Time, String> {
 
 fn time(v: &Value, field: &'static str) -> Result<Time, Invalid> {
     parse_time(word(v, field)?).map_err(|reason| Invalid::BadField { field, reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value the schema let through but the decoder does not know is a `bad_field`
+    /// rejection that says so, never silently another value (`"acept"` is not a decline).
+    #[test]
+    fn an_unknown_enum_value_is_a_reported_rejection() {
+        let d = serde_json::json!({"decision": "acept", "kind": "habeas", "custodian": {"kind": "state", "id": "x"}});
+        for e in [
+            one_of(&d, "decision", Answer::parse).map(|_| ()),
+            one_of(&d, "kind", WritKind::parse).map(|_| ()),
+            custodian(&d, "custodian").map(|_| ()),
+        ] {
+            match e {
+                Err(Invalid::BadField { reason, .. }) => {
+                    assert!(reason.contains("schema and decoder disagree"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }

@@ -12,34 +12,16 @@
 use std::fmt;
 use std::sync::LazyLock;
 
+use handoff_core::model::{DecisionType, EventType};
 use jsonschema::error::ValidationErrorKind;
 use jsonschema::{Draft, PatternOptions, Registry, ValidationError, Validator};
 use serde_json::Value;
 
-/// The 12 inbound event types of ICD section 2, in ICD order.
-pub const EVENT_TYPES: [&str; 12] = [
-    "jurisdiction.policy.updated",
-    "ice.detainer.issued",
-    "ice.detainer.withdrawn",
-    "local.claim.lodged",
-    "bop.release.scheduled",
-    "ice.first_refusal.response",
-    "court.writ.issued",
-    "local.release.due",
-    "local.detainer.declined",
-    "hold.expired",
-    "ice.custody.assumed",
-    "ice.capacity.updated",
-];
+/// The inbound event type names, derived from [`EventType::ALL`] (ICD order).
+pub const EVENT_TYPES: [&str; EventType::ALL.len()] = EventType::NAMES;
 
-/// The 5 decision types of ICD section 3.
-pub const DECISION_TYPES: [&str; 5] = [
-    "handoff.offer",
-    "handoff.transfer",
-    "handoff.hold",
-    "handoff.release",
-    "handoff.placement",
-];
+/// The decision type names, derived from [`DecisionType::ALL`].
+pub const DECISION_TYPES: [&str; DecisionType::ALL.len()] = DecisionType::NAMES;
 
 /// The `$id` prefix of every schema; a schema's `$id` is this prefix plus its path under
 /// `schemas/`. The `.invalid` top-level domain never resolves, and nothing is ever fetched.
@@ -56,36 +38,54 @@ macro_rules! schema_file {
     };
 }
 
+/// The schema of each event type. The match is exhaustive, so a new event type does not
+/// compile without a schema; `files_match_types_and_ids` checks the file is named after it.
+fn event_file(t: EventType) -> (&'static str, &'static str) {
+    match t {
+        EventType::PolicyUpdated => schema_file!("events/jurisdiction.policy.updated.json"),
+        EventType::DetainerIssued => schema_file!("events/ice.detainer.issued.json"),
+        EventType::DetainerWithdrawn => schema_file!("events/ice.detainer.withdrawn.json"),
+        EventType::ClaimLodged => schema_file!("events/local.claim.lodged.json"),
+        EventType::BopReleaseScheduled => schema_file!("events/bop.release.scheduled.json"),
+        EventType::FirstRefusalResponse => {
+            schema_file!("events/ice.first_refusal.response.json")
+        }
+        EventType::WritIssued => schema_file!("events/court.writ.issued.json"),
+        EventType::LocalReleaseDue => schema_file!("events/local.release.due.json"),
+        EventType::DetainerDeclined => schema_file!("events/local.detainer.declined.json"),
+        EventType::HoldExpired => schema_file!("events/hold.expired.json"),
+        EventType::CustodyAssumed => schema_file!("events/ice.custody.assumed.json"),
+        EventType::CapacityUpdated => schema_file!("events/ice.capacity.updated.json"),
+    }
+}
+
+/// The schema of each decision type, as [`event_file`] for events.
+fn decision_file(t: DecisionType) -> (&'static str, &'static str) {
+    match t {
+        DecisionType::Offer => schema_file!("decisions/handoff.offer.json"),
+        DecisionType::Transfer => schema_file!("decisions/handoff.transfer.json"),
+        DecisionType::Hold => schema_file!("decisions/handoff.hold.json"),
+        DecisionType::Release => schema_file!("decisions/handoff.release.json"),
+        DecisionType::Placement => schema_file!("decisions/handoff.placement.json"),
+    }
+}
+
 /// Every schema file: the shared definitions, the envelope, then the event schemas in
-/// [`EVENT_TYPES`] order and the decision schemas in [`DECISION_TYPES`] order.
-static FILES: [(&str, &str); 19] = [
-    schema_file!("defs.json"),
-    schema_file!("envelope.json"),
-    schema_file!("events/jurisdiction.policy.updated.json"),
-    schema_file!("events/ice.detainer.issued.json"),
-    schema_file!("events/ice.detainer.withdrawn.json"),
-    schema_file!("events/local.claim.lodged.json"),
-    schema_file!("events/bop.release.scheduled.json"),
-    schema_file!("events/ice.first_refusal.response.json"),
-    schema_file!("events/court.writ.issued.json"),
-    schema_file!("events/local.release.due.json"),
-    schema_file!("events/local.detainer.declined.json"),
-    schema_file!("events/hold.expired.json"),
-    schema_file!("events/ice.custody.assumed.json"),
-    schema_file!("events/ice.capacity.updated.json"),
-    schema_file!("decisions/handoff.offer.json"),
-    schema_file!("decisions/handoff.transfer.json"),
-    schema_file!("decisions/handoff.hold.json"),
-    schema_file!("decisions/handoff.release.json"),
-    schema_file!("decisions/handoff.placement.json"),
-];
+/// [`EventType::ALL`] order and the decision schemas in [`DecisionType::ALL`] order.
+static FILES: LazyLock<Vec<(&'static str, &'static str)>> = LazyLock::new(|| {
+    [schema_file!("defs.json"), schema_file!("envelope.json")]
+        .into_iter()
+        .chain(EventType::ALL.map(event_file))
+        .chain(DecisionType::ALL.map(decision_file))
+        .collect()
+});
 
 /// Index in [`FILES`] of the envelope schema.
 const ENVELOPE: usize = 1;
 /// Index in [`FILES`] of the first event schema.
 const FIRST_EVENT: usize = 2;
 /// Index in [`FILES`] of the first decision schema.
-const FIRST_DECISION: usize = FIRST_EVENT + EVENT_TYPES.len();
+const FIRST_DECISION: usize = FIRST_EVENT + EventType::ALL.len();
 
 /// The schema files, as (path under schemas/, contents), for tools and docs.
 pub fn files() -> &'static [(&'static str, &'static str)] {
@@ -121,9 +121,9 @@ impl std::error::Error for SchemaError {}
 struct Compiled {
     /// The envelope alone, used to explain messages whose `type` cannot be dispatched on.
     envelope: Validator,
-    /// One validator per event type, in [`EVENT_TYPES`] order.
+    /// One validator per event type, in [`EventType::ALL`] order.
     events: Vec<Validator>,
-    /// One validator per decision type, in [`DECISION_TYPES`] order.
+    /// One validator per decision type, in [`DecisionType::ALL`] order.
     decisions: Vec<Validator>,
 }
 
@@ -171,35 +171,31 @@ fn compile_all() -> Compiled {
     }
 }
 
-/// Validates an inbound event; returns its type (one of EVENT_TYPES).
-pub fn validate_event(msg: &Value) -> Result<&'static str, SchemaError> {
+/// Validates an inbound event; returns its type.
+pub fn validate_event(msg: &Value) -> Result<EventType, SchemaError> {
     let compiled = &*COMPILED;
     let ty = message_type(compiled, msg)?;
-    match EVENT_TYPES.iter().position(|t| *t == ty) {
-        Some(i) => check(&compiled.events[i], msg).map(|()| EVENT_TYPES[i]),
-        None => Err(unknown_type("event type", ty)),
-    }
+    let t = EventType::parse(ty).ok_or_else(|| unknown_type("event type", ty))?;
+    check(&compiled.events[t as usize], msg).map(|()| t)
 }
 
-/// Validates an outbound decision; returns its type (one of DECISION_TYPES).
-pub fn validate_decision(msg: &Value) -> Result<&'static str, SchemaError> {
+/// Validates an outbound decision; returns its type.
+pub fn validate_decision(msg: &Value) -> Result<DecisionType, SchemaError> {
     let compiled = &*COMPILED;
     let ty = message_type(compiled, msg)?;
-    match DECISION_TYPES.iter().position(|t| *t == ty) {
-        Some(i) => check(&compiled.decisions[i], msg).map(|()| DECISION_TYPES[i]),
-        None => Err(unknown_type("decision type", ty)),
-    }
+    let t = DecisionType::parse(ty).ok_or_else(|| unknown_type("decision type", ty))?;
+    check(&compiled.decisions[t as usize], msg).map(|()| t)
 }
 
-/// Validates either kind, dispatching on `type`.
+/// Validates either kind, dispatching on `type`; returns the type's name.
 pub fn validate_any(msg: &Value) -> Result<&'static str, SchemaError> {
     let compiled = &*COMPILED;
     let ty = message_type(compiled, msg)?;
-    if let Some(i) = EVENT_TYPES.iter().position(|t| *t == ty) {
-        return check(&compiled.events[i], msg).map(|()| EVENT_TYPES[i]);
+    if let Some(t) = EventType::parse(ty) {
+        return check(&compiled.events[t as usize], msg).map(|()| t.as_str());
     }
-    if let Some(i) = DECISION_TYPES.iter().position(|t| *t == ty) {
-        return check(&compiled.decisions[i], msg).map(|()| DECISION_TYPES[i]);
+    if let Some(t) = DecisionType::parse(ty) {
+        return check(&compiled.decisions[t as usize], msg).map(|()| t.as_str());
     }
     Err(unknown_type("type", ty))
 }
@@ -343,18 +339,41 @@ mod tests {
     #[test]
     fn every_schema_compiles() {
         let compiled = &*COMPILED;
-        assert_eq!(compiled.events.len(), EVENT_TYPES.len());
-        assert_eq!(compiled.decisions.len(), DECISION_TYPES.len());
+        assert_eq!(compiled.events.len(), EventType::ALL.len());
+        assert_eq!(compiled.decisions.len(), DecisionType::ALL.len());
     }
 
     #[test]
     fn files_match_types_and_ids() {
-        for (i, t) in EVENT_TYPES.iter().enumerate() {
-            assert_eq!(FILES[FIRST_EVENT + i].0, format!("events/{t}.json"));
+        for t in EventType::ALL {
+            assert_eq!(
+                FILES[FIRST_EVENT + t as usize].0,
+                format!("events/{t}.json")
+            );
         }
-        for (i, t) in DECISION_TYPES.iter().enumerate() {
-            assert_eq!(FILES[FIRST_DECISION + i].0, format!("decisions/{t}.json"));
+        for t in DecisionType::ALL {
+            assert_eq!(
+                FILES[FIRST_DECISION + t as usize].0,
+                format!("decisions/{t}.json")
+            );
         }
+        // Nothing under schemas/ that is not embedded, and nothing embedded that is not there.
+        let on_disk: std::collections::BTreeSet<String> = ["events", "decisions"]
+            .iter()
+            .flat_map(|dir| {
+                let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("schemas")
+                    .join(dir);
+                std::fs::read_dir(path)
+                    .unwrap()
+                    .map(move |e| format!("{dir}/{}", e.unwrap().file_name().to_string_lossy()))
+            })
+            .collect();
+        let embedded: std::collections::BTreeSet<String> = FILES[FIRST_EVENT..]
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .collect();
+        assert_eq!(on_disk, embedded);
         for (path, text) in files() {
             let doc: Value = serde_json::from_str(text).unwrap();
             assert_eq!(doc["$id"], format!("{BASE_URI}{path}"), "{path}");
@@ -371,7 +390,7 @@ mod tests {
 
     #[test]
     fn valid_event_passes() {
-        assert_eq!(validate_event(&detainer()), Ok("ice.detainer.issued"));
+        assert_eq!(validate_event(&detainer()), Ok(EventType::DetainerIssued));
         assert_eq!(validate_any(&detainer()), Ok("ice.detainer.issued"));
     }
 
@@ -446,7 +465,7 @@ mod tests {
                 "basis": "capacity"
             }
         });
-        assert_eq!(validate_decision(&placement), Ok("handoff.placement"));
+        assert_eq!(validate_decision(&placement), Ok(DecisionType::Placement));
         let mut bad = placement.clone();
         bad["data"]["extra"] = json!(1);
         let err = validate_decision(&bad).unwrap_err();

@@ -13,9 +13,6 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-
-use clap::{ArgGroup, Args, Subcommand};
 
 use crate::edge::envelope;
 use crate::journal::{self, LineError, OutboxMark};
@@ -24,68 +21,6 @@ use handoff_core::model::Event;
 
 /// The read buffer: large reads keep the syscall count low on big journals.
 const READ_BUFFER: usize = 1 << 20;
-
-const VERIFY_ABOUT: &str = "Read a journal from start to end without changing it and \
-report every damaged line: its line number, its byte offset and what is wrong (checksum \
-mismatch, missing checksum, not JSON, or a torn tail: a last line without a newline). Each \
-intact entry is also checked to be a valid event, as `handoff replay` and start-up require.\n\n\
-When something is wrong, verify explains the options. Damage after the last intact entry is \
-a torn tail: it was never acknowledged, and `handoff serve` cuts it off by itself at \
-start-up. Damage with intact entries after it means acknowledged events are unreadable, and \
-the service refuses to start; the choices are to restore the file from a copy, to \
-`handoff journal repair FILE --drop-damaged`, or to `handoff journal repair FILE --truncate`.\n\n\
-Safe to run while the service runs (it then says so; the last line may be a write in \
-progress).\n\n\
-Exit status: 0 if the journal is intact, 1 if anything is damaged, 2 if it could not be read.";
-
-const REPAIR_ABOUT: &str = "Repair a damaged journal, in one of two ways:\n\n\
---drop-damaged keeps every intact entry and moves the damaged lines aside to \
-FILE.damaged-<time>. The events on those lines are gone from the journal, so decisions \
-computed after them may differ from what was published: compare `handoff replay FILE` with \
-the audit queue, and have the agencies re-publish what is missing.\n\n\
---truncate keeps only the entries before the first damaged line and moves everything from \
-there on aside to FILE.damaged-<time>. The agencies must re-publish the events after that \
-point.\n\n\
-Either way, a torn tail is cut off as start-up would, and an entry whose checksum matches \
-but is not a valid event counts as damaged. Repair refuses while a service holds the \
-journal's lock. It first copies the journal to FILE.bak-<time> (mode 0600), then writes the \
-repaired journal to a temporary file (mode 0600, the old file's owner), syncs it and \
-renames it over FILE. The outbox mark beside the journal is lowered to the decisions \
-before the first damaged line, so that start-up publishes every later decision again \
-(same ids where they are unchanged; consumers drop repeats).\n\n\
-Exit status: 0 if the journal is intact afterwards (or already was), 2 if the repair \
-could not be done (nothing is changed then, except a backup that may have been written).";
-
-/// `handoff journal ...`.
-#[derive(Debug, Subcommand)]
-pub enum JournalCommand {
-    /// Check every line of a journal (checksums, events) and explain the options if any is
-    /// damaged.
-    #[command(long_about = VERIFY_ABOUT)]
-    Verify {
-        /// The journal file.
-        file: PathBuf,
-    },
-    /// Repair a damaged journal, keeping a backup: drop the damaged lines, or truncate
-    /// before the first one.
-    #[command(long_about = REPAIR_ABOUT)]
-    Repair(RepairArgs),
-}
-
-/// The arguments of `handoff journal repair`.
-#[derive(Debug, Args)]
-#[command(group(ArgGroup::new("how").required(true).args(["drop_damaged", "truncate"])))]
-pub struct RepairArgs {
-    /// The journal file. No service may be running on it.
-    pub file: PathBuf,
-    /// Keep every intact entry; move the damaged lines aside to FILE.damaged-<time>.
-    #[arg(long)]
-    pub drop_damaged: bool,
-    /// Keep only the entries before the first damaged line; move the rest aside to
-    /// FILE.damaged-<time>.
-    #[arg(long)]
-    pub truncate: bool,
-}
 
 /// How a repair treats intact entries after the first damaged line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -655,7 +590,7 @@ pub fn write_report(r: &Report, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "verdict: {verdict}")
 }
 
-fn write_repaired(path: &Path, r: &Repaired, out: &mut impl Write) -> io::Result<()> {
+pub(crate) fn write_repaired(path: &Path, r: &Repaired, out: &mut impl Write) -> io::Result<()> {
     writeln!(
         out,
         "backup: {} (the journal as it was, mode 0600)",
@@ -686,58 +621,4 @@ fn write_repaired(path: &Path, r: &Repaired, out: &mut impl Write) -> io::Result
         writeln!(out, "warning: {w}")?;
     }
     Ok(())
-}
-
-/// Runs `handoff journal ...` and gives its exit status.
-pub fn run(command: JournalCommand) -> ExitCode {
-    let mut stdout = io::stdout().lock();
-    match command {
-        JournalCommand::Verify { file } => match verify(&file) {
-            Ok(report) => {
-                let _ = write_report(&report, &mut stdout);
-                ExitCode::from(if report.is_intact() { 0 } else { 1 })
-            }
-            Err(e) => {
-                eprintln!("handoff journal verify: {e}");
-                ExitCode::from(2)
-            }
-        },
-        JournalCommand::Repair(args) => {
-            let mode = if args.truncate {
-                Mode::Truncate
-            } else {
-                Mode::DropDamaged
-            };
-            match repair(&args.file, mode) {
-                Ok(None) => {
-                    let _ = writeln!(stdout, "{}: intact; nothing to repair", args.file.display());
-                    ExitCode::SUCCESS
-                }
-                Ok(Some(repaired)) => {
-                    let _ = write_repaired(&args.file, &repaired, &mut stdout);
-                    match verify(&args.file) {
-                        Ok(report) if report.is_intact() => {
-                            let _ = writeln!(stdout, "verify: intact ({} entries)", report.entries);
-                            ExitCode::SUCCESS
-                        }
-                        Ok(report) => {
-                            let _ = write_report(&report, &mut stdout);
-                            eprintln!(
-                                "handoff journal repair: the repaired journal is still damaged"
-                            );
-                            ExitCode::from(2)
-                        }
-                        Err(e) => {
-                            eprintln!("handoff journal repair: {e}");
-                            ExitCode::from(2)
-                        }
-                    }
-                }
-                Err(e) => {
-                    eprintln!("handoff journal repair: {e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
-    }
 }

@@ -5,6 +5,40 @@
 
 use chrono::{DateTime, Utc};
 
+/// Declares a fieldless enum whose every variant has one wire name, written once here:
+/// `ALL` and `NAMES` (in ICD order), `as_str` and `parse`. Every list of these names
+/// elsewhere (schemas, bindings, metrics labels, docs) derives from `ALL`.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        $vis enum $name { $($(#[$vmeta])* $variant,)+ }
+
+        impl $name {
+            /// Every value, in the order of the ICD.
+            pub const ALL: [$name; [$($text),+].len()] = [$($name::$variant),+];
+            /// The wire names of [`Self::ALL`], in the same order.
+            pub const NAMES: [&'static str; [$($text),+].len()] = [$($text),+];
+
+            /// The wire name.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text,)+ }
+            }
+
+            /// The value with this wire name; `None` for any other string (never a default).
+            pub fn parse(s: &str) -> Option<$name> {
+                match s { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 /// A point in time. Always UTC inside handoff; offsets are normalised at the edge.
 pub type Time = DateTime<Utc>;
 
@@ -19,13 +53,18 @@ pub enum Custodian {
 }
 
 impl Custodian {
+    /// The kind of custodian.
+    pub fn custodian_kind(&self) -> CustodianKind {
+        match self {
+            Custodian::Bop(_) => CustodianKind::Bop,
+            Custodian::Local(_) => CustodianKind::Local,
+            Custodian::Ice => CustodianKind::Ice,
+        }
+    }
+
     /// The `kind` attribute of the wire form: `bop`, `local` or `ice`.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Custodian::Bop(_) => "bop",
-            Custodian::Local(_) => "local",
-            Custodian::Ice => "ice",
-        }
+        self.custodian_kind().as_str()
     }
 
     /// The `id` attribute of the wire form: facility, jurisdiction, or `ice`.
@@ -37,35 +76,39 @@ impl Custodian {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CriminalStatus {
-    Convicted,
-    Charged,
-    None,
-}
-
-impl CriminalStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CriminalStatus::Convicted => "convicted",
-            CriminalStatus::Charged => "charged",
-            CriminalStatus::None => "none",
-        }
+named_enum! {
+    /// A detainer's `criminal_status`.
+    pub enum CriminalStatus {
+        Convicted = "convicted",
+        Charged = "charged",
+        None = "none",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WritKind {
-    AdProsequendum,
-    AdTestificandum,
-    Other,
+named_enum! {
+    /// A writ's `kind`.
+    pub enum WritKind {
+        AdProsequendum = "ad_prosequendum",
+        AdTestificandum = "ad_testificandum",
+        Other = "other",
+    }
 }
 
-/// ICE's answer to a first-refusal offer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
-    Accept,
-    Decline,
+named_enum! {
+    /// ICE's answer to a first-refusal offer (its `decision` field).
+    pub enum Answer {
+        Accept = "accept",
+        Decline = "decline",
+    }
+}
+
+named_enum! {
+    /// A custodian's `kind` on the wire.
+    pub enum CustodianKind {
+        Bop = "bop",
+        Local = "local",
+        Ice = "ice",
+    }
 }
 
 /// A validated inbound event: the envelope attributes the engine needs and a typed body.
@@ -162,23 +205,57 @@ pub enum EventBody {
     },
 }
 
+named_enum! {
+    /// The inbound event types of ICD section 2.
+    pub enum EventType {
+        PolicyUpdated = "jurisdiction.policy.updated",
+        DetainerIssued = "ice.detainer.issued",
+        DetainerWithdrawn = "ice.detainer.withdrawn",
+        ClaimLodged = "local.claim.lodged",
+        BopReleaseScheduled = "bop.release.scheduled",
+        FirstRefusalResponse = "ice.first_refusal.response",
+        WritIssued = "court.writ.issued",
+        LocalReleaseDue = "local.release.due",
+        DetainerDeclined = "local.detainer.declined",
+        HoldExpired = "hold.expired",
+        CustodyAssumed = "ice.custody.assumed",
+        CapacityUpdated = "ice.capacity.updated",
+    }
+}
+
+named_enum! {
+    /// The decision types of ICD section 3 (the CloudEvents `type` of a decision).
+    pub enum DecisionType {
+        Offer = "handoff.offer",
+        Transfer = "handoff.transfer",
+        Hold = "handoff.hold",
+        Release = "handoff.release",
+        Placement = "handoff.placement",
+    }
+}
+
 impl EventBody {
+    /// The ICD type of this body.
+    pub fn event_type(&self) -> EventType {
+        match self {
+            EventBody::PolicyUpdated { .. } => EventType::PolicyUpdated,
+            EventBody::DetainerIssued { .. } => EventType::DetainerIssued,
+            EventBody::DetainerWithdrawn { .. } => EventType::DetainerWithdrawn,
+            EventBody::ClaimLodged { .. } => EventType::ClaimLodged,
+            EventBody::BopReleaseScheduled { .. } => EventType::BopReleaseScheduled,
+            EventBody::FirstRefusalResponse { .. } => EventType::FirstRefusalResponse,
+            EventBody::WritIssued { .. } => EventType::WritIssued,
+            EventBody::LocalReleaseDue { .. } => EventType::LocalReleaseDue,
+            EventBody::DetainerDeclined { .. } => EventType::DetainerDeclined,
+            EventBody::HoldExpired { .. } => EventType::HoldExpired,
+            EventBody::CustodyAssumed { .. } => EventType::CustodyAssumed,
+            EventBody::CapacityUpdated { .. } => EventType::CapacityUpdated,
+        }
+    }
+
     /// The ICD type name of this body (`ice.detainer.issued`, ...).
     pub fn type_name(&self) -> &'static str {
-        match self {
-            EventBody::PolicyUpdated { .. } => "jurisdiction.policy.updated",
-            EventBody::DetainerIssued { .. } => "ice.detainer.issued",
-            EventBody::DetainerWithdrawn { .. } => "ice.detainer.withdrawn",
-            EventBody::ClaimLodged { .. } => "local.claim.lodged",
-            EventBody::BopReleaseScheduled { .. } => "bop.release.scheduled",
-            EventBody::FirstRefusalResponse { .. } => "ice.first_refusal.response",
-            EventBody::WritIssued { .. } => "court.writ.issued",
-            EventBody::LocalReleaseDue { .. } => "local.release.due",
-            EventBody::DetainerDeclined { .. } => "local.detainer.declined",
-            EventBody::HoldExpired { .. } => "hold.expired",
-            EventBody::CustodyAssumed { .. } => "ice.custody.assumed",
-            EventBody::CapacityUpdated { .. } => "ice.capacity.updated",
-        }
+        self.event_type().as_str()
     }
 
     pub fn person_id(&self) -> Option<&str> {
@@ -277,94 +354,48 @@ impl Rule {
     }
 }
 
-/// The legal basis stated on a transfer, release or placement (ICD section 3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Basis {
-    SentenceComplete,
-    LocalClaim,
-    Detainer,
-    JudicialWrit,
-    ReturnAgreement,
-    FirstRefusalAccepted,
-    FirstRefusalDeclined,
-    FirstRefusalLapsed,
-    DetainerHold,
-    HoldExpired,
-    DetainerDeclined,
-    DetainerWithdrawn,
-    PriorityDetention,
-    Capacity,
-}
-
-impl Basis {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Basis::SentenceComplete => "sentence_complete",
-            Basis::LocalClaim => "local_claim",
-            Basis::Detainer => "detainer",
-            Basis::JudicialWrit => "judicial_writ",
-            Basis::ReturnAgreement => "return_agreement",
-            Basis::FirstRefusalAccepted => "first_refusal_accepted",
-            Basis::FirstRefusalDeclined => "first_refusal_declined",
-            Basis::FirstRefusalLapsed => "first_refusal_lapsed",
-            Basis::DetainerHold => "detainer_hold",
-            Basis::HoldExpired => "hold_expired",
-            Basis::DetainerDeclined => "detainer_declined",
-            Basis::DetainerWithdrawn => "detainer_withdrawn",
-            Basis::PriorityDetention => "priority_detention",
-            Basis::Capacity => "capacity",
-        }
+named_enum! {
+    /// The legal basis stated on a transfer, release or placement (ICD section 3).
+    pub enum Basis {
+        SentenceComplete = "sentence_complete",
+        LocalClaim = "local_claim",
+        Detainer = "detainer",
+        JudicialWrit = "judicial_writ",
+        ReturnAgreement = "return_agreement",
+        FirstRefusalAccepted = "first_refusal_accepted",
+        FirstRefusalDeclined = "first_refusal_declined",
+        FirstRefusalLapsed = "first_refusal_lapsed",
+        DetainerHold = "detainer_hold",
+        HoldExpired = "hold_expired",
+        DetainerDeclined = "detainer_declined",
+        DetainerWithdrawn = "detainer_withdrawn",
+        PriorityDetention = "priority_detention",
+        Capacity = "capacity",
     }
 }
 
-/// A condition attached to a transfer (ICD section 3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Condition {
-    IceDetainerForwarded,
-    ReturnToIceBeforeRelease,
-    ReturnToIceAfterProceedings,
-}
-
-impl Condition {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Condition::IceDetainerForwarded => "ice_detainer_forwarded",
-            Condition::ReturnToIceBeforeRelease => "return_to_ice_before_release",
-            Condition::ReturnToIceAfterProceedings => "return_to_ice_after_proceedings",
-        }
+named_enum! {
+    /// A condition attached to a transfer (ICD section 3).
+    pub enum Condition {
+        IceDetainerForwarded = "ice_detainer_forwarded",
+        ReturnToIceBeforeRelease = "return_to_ice_before_release",
+        ReturnToIceAfterProceedings = "return_to_ice_after_proceedings",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
-    Detain,
-    Atd,
-}
-
-impl Placement {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Placement::Detain => "detain",
-            Placement::Atd => "atd",
-        }
+named_enum! {
+    pub enum Placement {
+        Detain = "detain",
+        Atd = "atd",
     }
 }
 
-/// How a person placed in Alternatives to Detention is supervised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Monitoring {
-    AnkleMonitor,
-    Telephonic,
-    OfficeCheckin,
-}
-
-impl Monitoring {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Monitoring::AnkleMonitor => "ankle_monitor",
-            Monitoring::Telephonic => "telephonic",
-            Monitoring::OfficeCheckin => "office_checkin",
-        }
+named_enum! {
+    /// How a person placed in Alternatives to Detention is supervised.
+    pub enum Monitoring {
+        AnkleMonitor = "ankle_monitor",
+        Telephonic = "telephonic",
+        OfficeCheckin = "office_checkin",
     }
 }
 
@@ -423,15 +454,20 @@ pub enum DecisionBody {
 }
 
 impl DecisionBody {
+    /// The decision's type.
+    pub fn decision_type(&self) -> DecisionType {
+        match self {
+            DecisionBody::Offer { .. } => DecisionType::Offer,
+            DecisionBody::Transfer { .. } => DecisionType::Transfer,
+            DecisionBody::Hold { .. } => DecisionType::Hold,
+            DecisionBody::Release { .. } => DecisionType::Release,
+            DecisionBody::Placement { .. } => DecisionType::Placement,
+        }
+    }
+
     /// The CloudEvents `type` of the decision.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            DecisionBody::Offer { .. } => "handoff.offer",
-            DecisionBody::Transfer { .. } => "handoff.transfer",
-            DecisionBody::Hold { .. } => "handoff.hold",
-            DecisionBody::Release { .. } => "handoff.release",
-            DecisionBody::Placement { .. } => "handoff.placement",
-        }
+        self.decision_type().as_str()
     }
 }
 

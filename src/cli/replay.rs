@@ -1,0 +1,133 @@
+//! `handoff replay LOG`: the decisions a log implies, as JSON lines; with `--policy`, a
+//! what-if replay under overridden jurisdiction policies.
+
+use std::io::{self, BufWriter};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use handoff_core::engine::Engine;
+use handoff_core::model::Time;
+
+use super::{Ended, notes, open, parse_time_arg, rejected};
+use crate::answers::{replay, whatif};
+
+/// Replay a JSON-lines event log and print the decisions as JSON lines on stdout.
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Replay a JSON-lines event log through the decision engine and print \
+every decision as one JSON line on stdout, in decision order (ICD section 5).\n\n\
+Lines that are not valid events are reported on stderr as LOG:LINE: reason and skipped; \
+so are events the rules refuse (a late or unknown first-refusal answer). Duplicates and \
+events that change nothing are noted on stderr too, unless --quiet.\n\n\
+Exit status: 0 if every line was accepted, 1 if any line was rejected, 2 if the log \
+could not be read."
+)]
+pub(crate) struct Args {
+    /// The log to replay; `-` reads standard input.
+    pub(crate) log: PathBuf,
+    /// Finally advance the clock to this RFC 3339 time, firing the timers due by then
+    /// (holds that lapse, offers that go unanswered).
+    #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
+    pub(crate) until: Option<Time>,
+    /// Report only lines that make the run fail (not duplicates or no-effect events).
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+    /// Print throughput and peak memory on stderr at the end.
+    #[arg(long, conflicts_with = "policy")]
+    pub(crate) stats: bool,
+    /// What-if: replay with jurisdiction policies overridden, as this JSON file says
+    /// (an array of {"jurisdiction_id", "from"?, "to"?, "honors_detainers"?,
+    /// "return_agreement"?}).
+    #[arg(long, value_name = "OVERRIDES.json")]
+    pub(crate) policy: Option<PathBuf>,
+    /// With --policy: print only the decisions that change, person by person, as JSON
+    /// lines {"person_id", "at", "caused_by", "before", "after"}.
+    #[arg(long, requires = "policy")]
+    pub(crate) diff: bool,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<Ended> {
+    match &args.policy {
+        Some(policy) => what_if(&args.log, args.until, args.quiet, policy, args.diff),
+        None => replay(&args.log, args.until, args.quiet, args.stats),
+    }
+}
+
+fn replay(log: &PathBuf, until: Option<Time>, quiet: bool, stats: bool) -> anyhow::Result<Ended> {
+    let (reader, progress) = open(log)?;
+    let out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let name = log.display().to_string();
+    let started = Instant::now();
+    let mut engine = Engine::new();
+    let summary = replay::replay(
+        &mut engine,
+        reader,
+        until,
+        out,
+        notes(&progress, &name, quiet),
+    )?;
+    progress.finish_and_clear();
+    if stats {
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "handoff: {} events ({} invalid, {} rejected, {} duplicates, {} no effect), \
+{} decisions, {} people in {:.3} s: {:.0} events/s; peak memory {}",
+            summary.events,
+            summary.invalid,
+            summary.rejected,
+            summary.duplicates,
+            summary.no_effect,
+            summary.decisions,
+            engine.people(),
+            secs,
+            summary.events as f64 / secs,
+            peak_memory().unwrap_or_else(|| "unknown".to_owned()),
+        );
+    }
+    Ok(rejected(&summary))
+}
+
+/// The process's peak resident memory, from Linux's `/proc/self/status` (`VmHWM`).
+fn peak_memory() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(format!("{:.1} MiB", kib as f64 / 1024.0))
+}
+
+fn what_if(
+    log: &PathBuf,
+    until: Option<Time>,
+    quiet: bool,
+    policy: &PathBuf,
+    diff: bool,
+) -> anyhow::Result<Ended> {
+    let text = std::fs::read_to_string(policy)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", policy.display()))?;
+    let overrides =
+        whatif::parse_overrides(&text).map_err(|e| anyhow::anyhow!("{}: {e}", policy.display()))?;
+    let (reader, progress) = open(log)?;
+    let out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let name = log.display().to_string();
+    if diff {
+        let summary = whatif::diff(reader, until, &overrides, out)?;
+        progress.finish_and_clear();
+        eprintln!(
+            "handoff: {} events; {} people decided differently ({} decisions before, {} after)",
+            summary.events,
+            summary.people_changed,
+            summary.decisions_before,
+            summary.decisions_after
+        );
+        return Ok(Ended::Accepted);
+    }
+    let summary = whatif::replay_with(
+        reader,
+        until,
+        &overrides,
+        out,
+        notes(&progress, &name, quiet),
+    )?;
+    progress.finish_and_clear();
+    Ok(rejected(&summary))
+}

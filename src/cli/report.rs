@@ -1,0 +1,113 @@
+//! `handoff report ddor|capacity LOG`: the reports, each an accumulator fed by the replay
+//! loop and rendered as JSON, CSV, Markdown or HTML.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use handoff_core::engine::Engine;
+use handoff_core::model::Time;
+
+use super::{Ended, open, parse_time_arg};
+use crate::answers::replay;
+use crate::answers::report::Format;
+use crate::answers::report::capacity::Capacity;
+use crate::answers::report::ddor::Ddor;
+
+/// Reports from a log: the Declined Detainer Outcome Report, ICE capacity.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    pub(crate) report: ReportCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReportCommand {
+    /// The Declined Detainer Outcome Report (ICD section 6) for clock times in [FROM, TO).
+    #[command(
+        long_about = "The Declined Detainer Outcome Report (ICD section 6): for \
+events with clock time in [FROM, TO), the detainers issued and the jurisdictions with the \
+most, the people released despite a detainer (R3.2) by criminal status, by state and by \
+the jurisdiction's policy at the time, and their offenses. HTML is one self-contained file \
+with charts."
+    )]
+    Ddor {
+        /// The log to read; `-` reads standard input.
+        log: PathBuf,
+        /// Start of the period (RFC 3339, inclusive).
+        #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
+        from: Time,
+        /// End of the period (RFC 3339, exclusive).
+        #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
+        to: Time,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+        /// How many jurisdictions to list by detainers issued.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
+    /// ICE detention: occupancy against funded beds day by day, placements, ATD, cost.
+    #[command(long_about = "ICE detention capacity over the log: occupancy against \
+funded beds at the end of each day, placements by basis, Alternatives to Detention by \
+monitoring type, and the daily cost of detention at a rate per bed-day (default 122 USD, \
+ICE's 2013 estimate). HTML is one self-contained file with a line chart.")]
+    Capacity {
+        /// The log to read; `-` reads standard input.
+        log: PathBuf,
+        /// Cost of one bed for one day, in USD.
+        #[arg(long, default_value_t = 122.0)]
+        rate: f64,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+    },
+}
+
+pub(crate) fn run(Args { report }: Args) -> anyhow::Result<Ended> {
+    let mut engine = Engine::new();
+    let (text, summary) = match report {
+        ReportCommand::Ddor {
+            log,
+            from,
+            to,
+            format,
+            top,
+        } => {
+            anyhow::ensure!(from < to, "--from must be before --to");
+            let (reader, progress) = open(&log)?;
+            let mut ddor = Ddor::new(from, to, top);
+            let summary = replay::run(&mut engine, reader, None, |e, seen| {
+                ddor.observe(e, &seen);
+                Ok(())
+            })?;
+            progress.finish_and_clear();
+            (ddor.finish(&engine).render(format), summary)
+        }
+        ReportCommand::Capacity { log, rate, format } => {
+            anyhow::ensure!(
+                rate.is_finite() && rate >= 0.0,
+                "--rate must be a non-negative number"
+            );
+            let (reader, progress) = open(&log)?;
+            let mut capacity = Capacity::new(rate);
+            let summary = replay::run(&mut engine, reader, None, |e, seen| {
+                capacity.observe(e, &seen);
+                Ok(())
+            })?;
+            progress.finish_and_clear();
+            let text = capacity
+                .finish(&engine)
+                .render(format)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            (text, summary)
+        }
+    };
+    io::stdout().lock().write_all(text.as_bytes())?;
+    if summary.failed() {
+        return Ok(Ended::Rejected(Some(format!(
+            "{} lines of the log were rejected and left out of the report; \
+`handoff replay` lists them",
+            summary.invalid + summary.rejected
+        ))));
+    }
+    Ok(Ended::Accepted)
+}

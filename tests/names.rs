@@ -1,0 +1,154 @@
+//! Each name once: the enums of `handoff_core::model` are the only place a wire name is
+//! written, and every other list (the schema files' enumerations, the schema table, the
+//! topology in `deploy/`) must say exactly the same. These tests are what make a name
+//! added in one place and forgotten in another a red build.
+
+use std::collections::BTreeSet;
+
+use handoff::edge::schemas;
+use handoff_core::model::{
+    Answer, Basis, Condition, CriminalStatus, CustodianKind, DecisionType, EventType, Monitoring,
+    Placement, WritKind,
+};
+use serde_json::Value;
+
+fn schema(path: &str) -> Value {
+    let text = schemas::files()
+        .iter()
+        .find(|(p, _)| *p == path)
+        .unwrap_or_else(|| panic!("no embedded schema {path}"))
+        .1;
+    serde_json::from_str(text).unwrap()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn names(n: &[&str]) -> Vec<String> {
+    n.iter().map(|s| s.to_string()).collect()
+}
+
+/// Each schema enumeration, in the schema's own order, equals the enum's `NAMES`.
+#[test]
+fn schema_enumerations_are_the_enums() {
+    let defs = schema("defs.json");
+    let d = &defs["$defs"];
+    let cases: [(&str, Vec<String>, &[&str]); 7] = [
+        (
+            "criminal_status",
+            strings(&d["criminal_status"]["enum"]),
+            &CriminalStatus::NAMES,
+        ),
+        ("basis", strings(&d["basis"]["enum"]), &Basis::NAMES),
+        (
+            "condition",
+            strings(&d["condition"]["enum"]),
+            &Condition::NAMES,
+        ),
+        (
+            "decision (first refusal)",
+            strings(
+                &schema("events/ice.first_refusal.response.json")["properties"]["data"]["properties"]
+                    ["decision"]["enum"],
+            ),
+            &Answer::NAMES,
+        ),
+        (
+            "writ kind",
+            strings(
+                &schema("events/court.writ.issued.json")["properties"]["data"]["properties"]["kind"]
+                    ["enum"],
+            ),
+            &WritKind::NAMES,
+        ),
+        (
+            "placement",
+            strings(
+                &schema("decisions/handoff.placement.json")["properties"]["data"]["properties"]["placement"]
+                    ["enum"],
+            ),
+            &Placement::NAMES,
+        ),
+        (
+            "monitoring",
+            strings(
+                &schema("decisions/handoff.placement.json")["properties"]["data"]["properties"]["monitoring"]
+                    ["enum"],
+            ),
+            &Monitoring::NAMES,
+        ),
+    ];
+    for (what, in_schema, in_code) in cases {
+        assert_eq!(in_schema, names(in_code), "{what}");
+    }
+    // The custodian kinds are the `const`s of the custodian's alternatives.
+    let kinds: BTreeSet<String> = d["custodian"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|alt| {
+            alt["properties"]["kind"]["const"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        CustodianKind::NAMES.iter().map(|s| s.to_string()).collect()
+    );
+}
+
+/// The schema table holds one schema per type, named after it, and each schema says its
+/// own type.
+#[test]
+fn one_schema_per_type_named_after_it() {
+    let paths: Vec<&str> = schemas::files().iter().map(|(p, _)| *p).collect();
+    let expected: Vec<String> = ["defs.json".to_owned(), "envelope.json".to_owned()]
+        .into_iter()
+        .chain(EventType::ALL.iter().map(|t| format!("events/{t}.json")))
+        .chain(
+            DecisionType::ALL
+                .iter()
+                .map(|t| format!("decisions/{t}.json")),
+        )
+        .collect();
+    assert_eq!(paths, expected);
+    for t in EventType::NAMES {
+        let s = schema(&format!("events/{t}.json"));
+        assert_eq!(s["properties"]["type"]["const"], t, "events/{t}.json");
+    }
+    for t in DecisionType::NAMES {
+        let s = schema(&format!("decisions/{t}.json"));
+        assert_eq!(s["properties"]["type"]["const"], t, "decisions/{t}.json");
+    }
+}
+
+/// `parse` is the inverse of `as_str`, and nothing else parses: an unknown value is never
+/// read as a known one.
+#[test]
+fn parse_inverts_as_str_and_nothing_else() {
+    for t in EventType::ALL {
+        assert_eq!(EventType::parse(t.as_str()), Some(t));
+    }
+    for t in DecisionType::ALL {
+        assert_eq!(DecisionType::parse(t.as_str()), Some(t));
+    }
+    for s in [
+        "",
+        "acept",
+        "ACCEPT",
+        "accept ",
+        "ice.detainer",
+        "handoff.offer.x",
+    ] {
+        assert_eq!(Answer::parse(s), None, "{s:?}");
+        assert_eq!(EventType::parse(s), None, "{s:?}");
+        assert_eq!(DecisionType::parse(s), None, "{s:?}");
+    }
+}
