@@ -1,6 +1,6 @@
 //! `handoff validate FILE`: every line checked against the schemas, events and decisions.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 use handoff_core::model::DecisionType;
@@ -8,6 +8,7 @@ use handoff_core::model::DecisionType;
 use super::{Ended, notes, open};
 use crate::answers::replay::Note;
 use crate::edge::{envelope, schemas};
+use crate::journal::read::LineReader;
 
 /// Check a JSON-lines file of messages (inbound events or decisions) against the
 /// schemas.
@@ -24,24 +25,19 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(Args { file }: Args) -> anyhow::Result<Ended> {
-    let (mut reader, progress) = open(&file)?;
+    let (reader, progress) = open(&file)?;
     let name = file.display().to_string();
     let mut note = notes(&progress, &name, false);
-    let (mut n, mut lines, mut bad) = (0u64, 0u64, 0u64);
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        n += 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
+    let (mut lines, mut bad) = (0u64, 0u64);
+    let mut reader = LineReader::new(reader);
+    while let Some(line) = reader.next_line()? {
+        if line.is_blank() {
             continue;
         }
         lines += 1;
-        if let Err(e) = check_message(&line) {
+        if let Err(e) = check_message(line.bytes) {
             bad += 1;
-            note(n, Note::Invalid(e));
+            note(line.number, Note::Invalid(e));
         }
     }
     let mut stdout = io::stdout().lock();

@@ -20,10 +20,12 @@
 //! The outbox mark ([`OutboxMark`]) beside the journal counts the decisions that have been
 //! published and confirmed, so that a restart republishes only the ones after it.
 
+pub mod feed;
+pub mod read;
 pub mod tool;
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The start of every journal line, up to the checksum's hex digits.
@@ -231,29 +233,17 @@ impl FileJournal {
             recovery.loose_mode = loose_mode(&file, path)?;
         }
 
-        let mut reader = BufReader::with_capacity(READ_BUFFER, &file);
-        let mut line = Vec::with_capacity(4096);
-        let mut end = 0u64; // The offset after the last line read.
-        let mut line_number = 0u64;
+        let mut reader = read::LineReader::new(BufReader::with_capacity(READ_BUFFER, &file));
         // The first damaged line since the last intact entry: a torn tail unless an intact
         // entry follows it.
         let mut damaged: Option<(u64, u64, LineError)> = None;
-        loop {
-            line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(io_error(path, "read"))?;
-            if n == 0 {
-                break;
-            }
-            line_number += 1;
-            let offset = end;
-            end += n as u64;
-            if line.pop() != Some(b'\n') {
+        while let Some(line) = reader.next_line().map_err(io_error(path, "read"))? {
+            if !line.complete {
                 // A last line without '\n' was cut short: the torn tail starts at or before it.
                 break;
             }
-            match check(&line) {
+            let (offset, line_number) = (line.offset, line.number);
+            match check(line.bytes) {
                 Ok(text) => {
                     if let Some((offset, line_number, reason)) = damaged {
                         return Err(JournalError::Corrupt {
@@ -270,13 +260,14 @@ impl FileJournal {
                         message,
                     })?;
                     recovery.entries += 1;
-                    recovery.bytes = end;
+                    recovery.bytes = offset + line.len_on_disk();
                 }
                 Err(reason) => {
                     damaged.get_or_insert((offset, line_number, reason));
                 }
             }
         }
+        let end = reader.bytes_read();
         drop(reader);
 
         if end > recovery.bytes {

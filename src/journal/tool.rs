@@ -11,10 +11,11 @@
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::edge::envelope;
+use crate::journal::read::{Line, LineReader};
 use crate::journal::{self, LineError, OutboxMark};
 use handoff_core::engine::Engine;
 use handoff_core::model::Event;
@@ -169,14 +170,6 @@ fn io_error(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> ToolErro
     }
 }
 
-/// One line as read: `raw` includes the '\n' when `complete`.
-struct Line<'a> {
-    number: u64,
-    offset: u64,
-    raw: &'a [u8],
-    complete: bool,
-}
-
 /// Calls `each` for every line of `file` from its start; gives the file's length.
 fn scan(
     file: &File,
@@ -186,26 +179,11 @@ fn scan(
     let mut file = file;
     file.seek(SeekFrom::Start(0))
         .map_err(io_error(path, "read"))?;
-    let mut reader = BufReader::with_capacity(READ_BUFFER, file);
-    let mut buf = Vec::with_capacity(4096);
-    let (mut offset, mut number) = (0u64, 0u64);
-    loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(io_error(path, "read"))?;
-        if n == 0 {
-            return Ok(offset);
-        }
-        number += 1;
-        each(&Line {
-            number,
-            offset,
-            raw: &buf,
-            complete: buf.last() == Some(&b'\n'),
-        })?;
-        offset += n as u64;
+    let mut reader = LineReader::new(BufReader::with_capacity(READ_BUFFER, file));
+    while let Some(line) = reader.next_line().map_err(io_error(path, "read"))? {
+        each(&line)?;
     }
+    Ok(reader.bytes_read())
 }
 
 /// The event on one line, or what is wrong with it.
@@ -213,7 +191,7 @@ fn classify(line: &Line<'_>) -> Result<Event, Problem> {
     if !line.complete {
         return Err(Problem::TornTail);
     }
-    let body = &line.raw[..line.raw.len() - 1];
+    let body = line.bytes;
     match journal::check(body) {
         Ok(text) => envelope::parse_event(text).map_err(|e| Problem::NotAnEvent(e.to_string())),
         Err(LineError::NoChecksum) => Err(Problem::NoChecksum {
@@ -243,14 +221,14 @@ fn verify_open(file: &File, path: &Path, locked: bool) -> Result<Report, ToolErr
         let result = classify(line);
         if !matches!(&result, Err(p) if !p.is_intact()) {
             report.entries += 1;
-            report.intact_end = line.offset + line.raw.len() as u64;
+            report.intact_end = line.offset + line.len_on_disk();
         }
         match result {
             Ok(_) => report.events += 1,
             Err(problem) => report.findings.push(Finding {
                 line_number: line.number,
                 offset: line.offset,
-                len: line.raw.len() as u64,
+                len: line.len_on_disk(),
                 problem,
             }),
         }
@@ -414,10 +392,12 @@ pub fn repair(path: &Path, mode: Mode) -> Result<Option<Repaired>, ToolError> {
                 if !dropped_any {
                     prefix_decisions += engine.handle(&event).decisions.len() as u64;
                 }
-                out.write_all(line.raw)
+                // An event's line is complete: `classify` refuses a torn one.
+                out.write_all(line.bytes)
+                    .and_then(|()| out.write_all(b"\n"))
                     .map_err(io_error(&tmp_path, "write"))?;
                 kept += 1;
-                bytes += line.raw.len() as u64;
+                bytes += line.len_on_disk();
             }
             None => {
                 dropped_any = true;
@@ -425,10 +405,11 @@ pub fn repair(path: &Path, mode: Mode) -> Result<Option<Repaired>, ToolError> {
                     aside = Some(BufWriter::new(create_private(&aside_path)?));
                 }
                 let w = aside.as_mut().expect("created above");
-                w.write_all(line.raw)
+                w.write_all(line.bytes)
+                    .and_then(|()| w.write_all(if line.complete { b"\n" } else { b"" }))
                     .map_err(io_error(&aside_path, "write"))?;
                 moved_lines += 1;
-                moved_bytes += line.raw.len() as u64;
+                moved_bytes += line.len_on_disk();
             }
         }
         Ok(())
