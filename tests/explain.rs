@@ -180,3 +180,46 @@ fn cli_explain_text_json_and_unknown_person() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));
 }
+
+/// Every rule the engine can emit has a rendering of its facts: the sample week
+/// exercises every rule (`tests/samples.rs`), and each of its decisions, explained for
+/// its person, names its rule and states facts before the outcome.
+#[test]
+fn every_rule_has_a_rendering_of_its_facts() {
+    use handoff_core::model::Rule;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let log = week();
+    let (out, _, _) = replay::replay_str(std::str::from_utf8(&log).unwrap(), None);
+    let people: BTreeSet<String> = out
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["subject"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let mut rendered: BTreeMap<String, String> = BTreeMap::new();
+    for person in &people {
+        for e in explain(&log, person).entries {
+            if let What::Decision {
+                rule, explanation, ..
+            } = e.what
+            {
+                let (facts, outcome) = explanation
+                    .strip_prefix(&format!("{rule}: "))
+                    .and_then(|rest| rest.split_once(" → "))
+                    .unwrap_or_else(|| panic!("not 'rule: facts → outcome': {explanation}"));
+                assert!(!facts.trim().is_empty(), "no facts: {explanation}");
+                assert!(!outcome.trim().is_empty(), "no outcome: {explanation}");
+                assert!(!facts.contains('?'), "a fact is missing: {explanation}");
+                rendered.entry(rule).or_insert(explanation);
+            }
+        }
+    }
+    let missing: Vec<&str> = Rule::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .filter(|r| !rendered.contains_key(*r))
+        .collect();
+    assert!(missing.is_empty(), "rules without a rendering: {missing:?}");
+}

@@ -3,8 +3,6 @@
 //! topology in `deploy/`) must say exactly the same. These tests are what make a name
 //! added in one place and forgotten in another a red build.
 
-use std::collections::BTreeSet;
-
 use handoff::edge::schemas;
 use handoff_core::model::{
     Answer, Basis, Condition, CriminalStatus, CustodianKind, DecisionType, EventType, Monitoring,
@@ -86,22 +84,24 @@ fn schema_enumerations_are_the_enums() {
     for (what, in_schema, in_code) in cases {
         assert_eq!(in_schema, names(in_code), "{what}");
     }
-    // The custodian kinds are the `const`s of the custodian's alternatives.
-    let kinds: BTreeSet<String> = d["custodian"]["oneOf"]
+    // The custodian kinds: the enumeration, and one `if kind = …` alternative for each.
+    let custodian = &d["custodian"];
+    assert_eq!(
+        strings(&custodian["properties"]["kind"]["enum"]),
+        names(&CustodianKind::NAMES)
+    );
+    let alternatives: Vec<String> = custodian["allOf"]
         .as_array()
         .unwrap()
         .iter()
         .map(|alt| {
-            alt["properties"]["kind"]["const"]
+            alt["if"]["properties"]["kind"]["const"]
                 .as_str()
                 .unwrap()
                 .to_owned()
         })
         .collect();
-    assert_eq!(
-        kinds,
-        CustodianKind::NAMES.iter().map(|s| s.to_string()).collect()
-    );
+    assert_eq!(alternatives, names(&CustodianKind::NAMES));
 }
 
 /// The schema table holds one schema per type, named after it, and each schema says its

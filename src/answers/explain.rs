@@ -3,9 +3,10 @@
 //!
 //! The whole log is replayed (other people's events shape this person's decisions too:
 //! policies, capacity), but only this person's entries are kept, so memory stays small.
-//! The facts come from the decision itself, the person's own events (a detainer's
-//! criminal status, which claim a jurisdiction lodged) and the engine's state at that
-//! moment (a jurisdiction's policy, ICE's beds): the explanation is what the engine saw.
+//! An explanation is a rendering of the decision and the facts its rule recorded when it
+//! fired (`Decision::why`: a detainer's criminal status, the claimant's claim and
+//! policy, ICE's beds): nothing is re-derived here, so it cannot drift from the rules.
+//! Only the display names of jurisdictions are looked up, in the engine at that moment.
 
 use std::fmt::Write as _;
 
@@ -13,10 +14,11 @@ use serde::Serialize;
 
 use crate::answers::replay::{Seen, note_for};
 use crate::edge::wire::{self, format_time};
-use handoff_core::engine::{Engine, Outcome};
+use handoff_core::engine::Engine;
 use handoff_core::model::{
     Answer, Basis, Custodian, Decision, DecisionBody, Event, EventBody, Placement, Rule,
 };
+use handoff_core::why::{ClaimFacts, DetainerFacts, Why};
 
 /// One line of a timeline.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -63,21 +65,9 @@ pub struct Timeline {
     pub entries: Vec<Entry>,
 }
 
-/// What the person's own events say, for the facts of later decisions.
-#[derive(Debug, Default)]
-struct Context {
-    /// (detainer id, criminal status, offenses), latest issue last.
-    detainers: Vec<(String, &'static str, Vec<String>)>,
-    /// (claim id, jurisdiction).
-    claims: Vec<(String, String)>,
-    /// (writ id, jurisdiction, court).
-    writs: Vec<(String, String, String)>,
-}
-
 /// Collects one person's timeline while a log is replayed.
 pub struct Explainer {
     person_id: String,
-    context: Context,
     timeline: Vec<Entry>,
 }
 
@@ -85,7 +75,6 @@ impl Explainer {
     pub fn new(person_id: &str) -> Self {
         Explainer {
             person_id: person_id.to_owned(),
-            context: Context::default(),
             timeline: Vec::new(),
         }
     }
@@ -110,9 +99,6 @@ impl Explainer {
                     .partition(|d| d.caused_by.starts_with("timer:"));
                 for d in timers {
                     self.decision(engine, Some(*line), d);
-                }
-                if about_me && step.outcome != Outcome::Duplicate {
-                    self.learn(event);
                 }
                 // Someone else's event that only happened to fire this person's timer is
                 // not part of their story; the timer decision is.
@@ -152,42 +138,6 @@ impl Explainer {
         }
     }
 
-    fn learn(&mut self, event: &Event) {
-        match &event.body {
-            EventBody::DetainerIssued {
-                detainer_id,
-                criminal_status,
-                offenses,
-                ..
-            } => {
-                self.context.detainers.retain(|(d, _, _)| d != detainer_id);
-                self.context.detainers.push((
-                    detainer_id.clone(),
-                    criminal_status.as_str(),
-                    offenses.clone(),
-                ));
-            }
-            EventBody::ClaimLodged {
-                claim_id,
-                jurisdiction_id,
-                ..
-            } => self
-                .context
-                .claims
-                .push((claim_id.clone(), jurisdiction_id.clone())),
-            EventBody::WritIssued {
-                writ_id,
-                jurisdiction_id,
-                court,
-                ..
-            } => self
-                .context
-                .writs
-                .push((writ_id.clone(), jurisdiction_id.clone(), court.clone())),
-            _ => {}
-        }
-    }
-
     fn decision(&mut self, engine: &Engine, line: Option<u64>, d: &Decision) {
         let json: serde_json::Value =
             serde_json::from_str(&wire::decision_json(d)).expect("decisions are JSON");
@@ -199,7 +149,7 @@ impl Explainer {
                 ty: d.body.type_name().to_owned(),
                 id: d.id.clone(),
                 caused_by: d.caused_by.clone(),
-                explanation: explain(engine, &self.context, d),
+                explanation: explain(engine, d),
                 decision: json,
             },
         });
@@ -328,68 +278,217 @@ fn summarize(engine: &Engine, e: &Event) -> String {
     }
 }
 
-/// The facts behind a decision and what was decided, as one sentence:
-/// "facts; facts → outcome".
-fn explain(engine: &Engine, ctx: &Context, d: &Decision) -> String {
-    let status = |id: &str| {
-        ctx.detainers
-            .iter()
-            .find(|(d, _, _)| d == id)
-            .map(|(_, s, o)| {
-                if o.is_empty() {
-                    (*s).to_owned()
-                } else {
-                    format!("{s}: {}", o.join(", "))
-                }
-            })
+/// "ICE detainer D-1 active (convicted: drug trafficking)", from the facts when the
+/// rule weighed the detainer, else from the id on the decision.
+fn detainer(facts: Option<&DetainerFacts>, id: Option<&str>) -> String {
+    match (facts, id) {
+        (Some(d), _) => {
+            let status = d.criminal_status.as_str();
+            if d.offenses.is_empty() {
+                format!("ICE detainer {} active ({status})", d.id)
+            } else {
+                format!(
+                    "ICE detainer {} active ({status}: {})",
+                    d.id,
+                    d.offenses.join(", ")
+                )
+            }
+        }
+        (None, Some(id)) => format!("ICE detainer {id} active"),
+        (None, None) => "no active ICE detainer".to_owned(),
+    }
+}
+
+/// "Travis County (tx-travis-county) claim C-304 pending".
+fn claim(engine: &Engine, j: &str, facts: Option<&ClaimFacts>, id: Option<&str>) -> String {
+    let id = facts.map(|c| &*c.id).or(id).unwrap_or("?");
+    format!("{} claim {id} pending", jur(engine, j))
+}
+
+/// The facts a decision's rule weighed, in words: rendered from the decision and its
+/// [`Why`], never re-derived. One arm per rule, so a new rule does not compile until it
+/// has a rendering.
+fn facts(engine: &Engine, d: &Decision) -> String {
+    let why = &d.why;
+    let (to, detainer_id, claim_id, writ_id, offer_id) = match &d.body {
+        DecisionBody::Transfer {
+            to,
+            detainer_id,
+            claim_id,
+            writ_id,
+            offer_id,
+            ..
+        } => (
+            Some(to),
+            detainer_id.as_deref(),
+            claim_id.as_deref(),
+            writ_id.as_deref(),
+            offer_id.as_deref(),
+        ),
+        DecisionBody::Release { detainer_id, .. } => {
+            (None, detainer_id.as_deref(), None, None, None)
+        }
+        DecisionBody::Offer {
+            detainer_id,
+            offer_id,
+            ..
+        } => (
+            None,
+            Some(detainer_id.as_str()),
+            None,
+            None,
+            Some(offer_id.as_str()),
+        ),
+        DecisionBody::Hold { detainer_id, .. } => {
+            (None, Some(detainer_id.as_str()), None, None, None)
+        }
+        DecisionBody::Placement { .. } => (None, None, None, None, None),
     };
-    let detainer = |id: &Option<String>| -> String {
-        match id {
-            Some(id) => match status(id) {
-                Some(s) => format!("ICE detainer {id} active ({s})"),
-                None => format!("ICE detainer {id} active"),
+    // The jurisdiction the rule is about: the receiving one, the holder, the claimant.
+    let j = match (&d.body, to) {
+        (_, Some(Custodian::Local(j))) => j.as_str(),
+        (DecisionBody::Release { from, .. }, _) => from.id(),
+        (
+            DecisionBody::Offer {
+                jurisdiction_id, ..
             },
-            None => "no active ICE detainer".to_owned(),
+            _,
+        )
+        | (
+            DecisionBody::Hold {
+                jurisdiction_id, ..
+            },
+            _,
+        ) => jurisdiction_id,
+        _ => "?",
+    };
+    let the_detainer = detainer(why.detainer(), detainer_id);
+    let offer = offer_id.unwrap_or("?");
+    let writ = || {
+        let id = writ_id.unwrap_or("?");
+        match why.writ() {
+            Some(w) => format!("writ {id} from {}", w.court),
+            None => format!("writ {id}"),
         }
     };
-    let claim = |j: &str, id: &Option<String>| -> String {
-        let id = id
-            .clone()
-            .or_else(|| {
-                ctx.claims
-                    .iter()
-                    .rev()
-                    .find(|(_, cj)| cj == j)
-                    .map(|(c, _)| c.clone())
-            })
-            .unwrap_or_else(|| "?".to_owned());
-        format!("{} claim {id} pending", jur(engine, j))
+    let with_detainer = |lead: String| {
+        if detainer_id.is_some() {
+            format!("{lead}; {the_detainer}")
+        } else {
+            lead
+        }
     };
+    let honors = why.stance().is_some_and(|s| s.honors_detainers);
+    match d.rule {
+        Rule::R1_1 => with_detainer(format!(
+            "BOP release; {} for {} decides first",
+            writ(),
+            jur(engine, j)
+        )),
+        Rule::R1_2 => format!("BOP release; {the_detainer}; no local claim pending"),
+        Rule::R1_3 => format!(
+            "BOP release; no active ICE detainer; {}",
+            claim(engine, j, why.claim(), claim_id)
+        ),
+        Rule::R1_4 => "BOP release; no active ICE detainer; no local claim".to_owned(),
+        Rule::R1_5 => format!(
+            "BOP release; {the_detainer}; {}; {} has a return agreement",
+            claim(engine, j, why.claim(), claim_id),
+            jur(engine, j)
+        ),
+        Rule::R1_6 => format!(
+            "{the_detainer}; {}; {} has no return agreement and {} detainers",
+            claim(engine, j, why.claim(), claim_id),
+            jur(engine, j),
+            if honors { "honors" } else { "does not honor" },
+        ),
+        Rule::R1_7 => format!("ICE accepts first-refusal offer {offer} before its deadline"),
+        Rule::R1_8 => format!("ICE declines first-refusal offer {offer}"),
+        Rule::R1_9 => {
+            format!("no answer from ICE to first-refusal offer {offer} by its deadline")
+        }
+        Rule::R1_10 => with_detainer(format!(
+            "{} for {} arrives while ICE's first refusal {offer} is open: the offer is void",
+            writ(),
+            jur(engine, j)
+        )),
+        Rule::R1_11 => format!(
+            "ICE withdraws its detainer while first-refusal offer {offer} is open: the offer \
+             is void"
+        ),
+        Rule::R2_1 => with_detainer(format!("held by ICE; {} for {}", writ(), jur(engine, j))),
+        Rule::R2_2 => format!(
+            "held by ICE; {}; {} has a return agreement",
+            claim(engine, j, why.claim(), claim_id),
+            jur(engine, j)
+        ),
+        Rule::R3_1 => format!("{} releases; no active ICE detainer", jur(engine, j)),
+        Rule::R3_2 => format!(
+            "{} releases; {the_detainer}; {}",
+            jur(engine, j),
+            if honors {
+                "the jurisdiction declined this detainer".to_owned()
+            } else {
+                format!("{} does not honor detainers", jur(engine, j))
+            }
+        ),
+        Rule::R3_3 => {
+            let from = match why {
+                Why::LocalRelease { release_at, .. } => format_time(release_at),
+                _ => "?".to_owned(),
+            };
+            format!(
+                "{} would release at {from}; {the_detainer}; {} honors detainers and has not \
+                 declined this one",
+                jur(engine, j),
+                jur(engine, j)
+            )
+        }
+        Rule::R3_4 => format!(
+            "ICE takes custody during the 48-hour hold on {}",
+            detainer_id.unwrap_or("?")
+        ),
+        Rule::R3_5 => match why {
+            Why::HoldEnds { on_timer: true, .. } => {
+                "the 48-hour hold ran out with no pickup by ICE".to_owned()
+            }
+            _ => format!("{} reports the hold expired", jur(engine, j)),
+        },
+        Rule::R3_6 => format!(
+            "ICE withdraws detainer {} during the hold",
+            detainer_id.unwrap_or("?")
+        ),
+        Rule::R3_7 => format!(
+            "{} declines detainer {} during the hold",
+            jur(engine, j),
+            detainer_id.unwrap_or("?")
+        ),
+        Rule::R4 => {
+            let (status, beds) = match why {
+                Why::Placement {
+                    criminal_status,
+                    beds,
+                } => (
+                    criminal_status.map_or("none (no detainer)", |s| s.as_str()),
+                    match beds {
+                        None => "ICE capacity unknown".to_owned(),
+                        Some(b) => format!("{} of {} funded beds occupied", b.occupied, b.funded),
+                    },
+                ),
+                _ => ("?", "?".to_owned()),
+            };
+            format!("ICE holds the person; criminal status {status}; {beds}")
+        }
+    }
+}
+
+/// The facts behind a decision and what was decided, as one sentence:
+/// "R1.6: facts; facts → outcome".
+fn explain(engine: &Engine, d: &Decision) -> String {
     let at = |t| format_time(t);
-    let mut s = String::new();
-    let rule = d.rule;
-    match &d.body {
-        DecisionBody::Offer {
-            jurisdiction_id,
-            jurisdiction_honors_detainers,
-            respond_by,
-            detainer_id,
-            ..
-        } => {
-            let _ = write!(
-                s,
-                "{}; {}; {} has no return agreement and {} detainers → first-refusal offer to ICE, \
-                 answer due {}",
-                detainer(&Some(detainer_id.clone())),
-                claim(jurisdiction_id, &None),
-                jur(engine, jurisdiction_id),
-                if *jurisdiction_honors_detainers {
-                    "honors"
-                } else {
-                    "does not honor"
-                },
-                at(respond_by)
-            );
+    let outcome = match &d.body {
+        DecisionBody::Offer { respond_by, .. } => {
+            format!("first-refusal offer to ICE, answer due {}", at(respond_by))
         }
         DecisionBody::Transfer {
             from,
@@ -397,198 +496,60 @@ fn explain(engine: &Engine, ctx: &Context, d: &Decision) -> String {
             basis,
             conditions,
             effective_at,
-            detainer_id,
-            claim_id,
-            writ_id,
-            offer_id,
+            ..
         } => {
-            let to_name = custodian(engine, to);
-            let facts = match (rule, to) {
-                (Rule::R1_1 | Rule::R1_10 | Rule::R2_1, Custodian::Local(j)) => {
-                    let writ = writ_id.as_deref().unwrap_or("?");
-                    let court = ctx
-                        .writs
-                        .iter()
-                        .find(|(w, _, _)| w == writ)
-                        .map(|(_, _, c)| format!(" from {c}"))
-                        .unwrap_or_default();
-                    let lead = match rule {
-                        Rule::R1_10 => format!(
-                            "writ {writ}{court} for {} arrives while ICE's first refusal {} is open: the offer is void",
-                            jur(engine, j),
-                            offer_id.as_deref().unwrap_or("?")
-                        ),
-                        Rule::R2_1 => {
-                            format!("held by ICE; writ {writ}{court} for {}", jur(engine, j))
-                        }
-                        _ => format!(
-                            "BOP release; writ {writ}{court} for {} decides first",
-                            jur(engine, j)
-                        ),
-                    };
-                    if detainer_id.is_some() {
-                        format!("{lead}; {}", detainer(detainer_id))
-                    } else {
-                        lead
-                    }
-                }
-                (Rule::R1_2, _) => format!(
-                    "BOP release; {}; no local claim pending",
-                    detainer(detainer_id)
-                ),
-                (Rule::R1_3, Custodian::Local(j)) => format!(
-                    "BOP release; no active ICE detainer; {}",
-                    claim(j, claim_id)
-                ),
-                (Rule::R1_5, Custodian::Local(j)) => format!(
-                    "BOP release; {}; {}; {} has a return agreement",
-                    detainer(detainer_id),
-                    claim(j, claim_id),
-                    jur(engine, j)
-                ),
-                (Rule::R1_7, _) => format!(
-                    "ICE accepts first-refusal offer {} before its deadline",
-                    offer_id.as_deref().unwrap_or("?")
-                ),
-                (Rule::R1_8, _) => format!(
-                    "ICE declines first-refusal offer {}",
-                    offer_id.as_deref().unwrap_or("?")
-                ),
-                (Rule::R1_9, _) => format!(
-                    "no answer from ICE to first-refusal offer {} by its deadline",
-                    offer_id.as_deref().unwrap_or("?")
-                ),
-                (Rule::R1_11, _) => format!(
-                    "ICE withdraws its detainer while first-refusal offer {} is open: the offer is void",
-                    offer_id.as_deref().unwrap_or("?")
-                ),
-                (Rule::R2_2, Custodian::Local(j)) => format!(
-                    "held by ICE; {}; {} has a return agreement",
-                    claim(j, claim_id),
-                    jur(engine, j)
-                ),
-                (Rule::R3_4, _) => format!(
-                    "ICE takes custody during the 48-hour hold on {}",
-                    detainer_id.as_deref().unwrap_or("?")
-                ),
-                _ => String::new(),
-            };
             let conditions: Vec<&str> = conditions.iter().map(|c| c.as_str()).collect();
-            let _ = write!(
-                s,
-                "{facts} → transfer from {} to {to_name} at {} ({}{}{})",
+            format!(
+                "transfer from {} to {} at {} ({}{}{})",
                 custodian(engine, from),
+                custodian(engine, to),
                 at(effective_at),
                 basis.as_str(),
                 if conditions.is_empty() { "" } else { "; " },
                 conditions.join(", ")
-            );
+            )
         }
         DecisionBody::Hold {
-            jurisdiction_id,
-            detainer_id,
             hold_from,
             hold_until,
-        } => {
-            let _ = write!(
-                s,
-                "{} would release at {}; {}; {} honors detainers and has not declined this one → \
-                 held for ICE from {} until {} (48 hours at most)",
-                jur(engine, jurisdiction_id),
-                at(hold_from),
-                detainer(&Some(detainer_id.clone())),
-                jur(engine, jurisdiction_id),
-                at(hold_from),
-                at(hold_until)
-            );
-        }
+            ..
+        } => format!(
+            "held for ICE from {} until {} (48 hours at most)",
+            at(hold_from),
+            at(hold_until)
+        ),
         DecisionBody::Release {
             from,
             basis,
             effective_at,
-            detainer_id,
+            ..
         } => {
-            let facts = match (rule, from) {
-                (Rule::R1_4, _) => "BOP release; no active ICE detainer; no local claim".to_owned(),
-                (Rule::R3_1, Custodian::Local(j)) => {
-                    format!("{} releases; no active ICE detainer", jur(engine, j))
-                }
-                (Rule::R3_2, Custodian::Local(j)) => {
-                    let (honors, _) = engine.stance(j);
-                    format!(
-                        "{} releases; {}; {}",
-                        jur(engine, j),
-                        detainer(detainer_id),
-                        if honors {
-                            "the jurisdiction declined this detainer".to_owned()
-                        } else {
-                            format!("{} does not honor detainers", jur(engine, j))
-                        }
-                    )
-                }
-                (Rule::R3_5, _) if d.caused_by.starts_with("timer:") => {
-                    "the 48-hour hold ran out with no pickup by ICE".to_owned()
-                }
-                (Rule::R3_5, Custodian::Local(j)) => {
-                    format!("{} reports the hold expired", jur(engine, j))
-                }
-                (Rule::R3_6, _) => format!(
-                    "ICE withdraws detainer {} during the hold",
-                    detainer_id.as_deref().unwrap_or("?")
-                ),
-                (Rule::R3_7, Custodian::Local(j)) => format!(
-                    "{} declines detainer {} during the hold",
-                    jur(engine, j),
-                    detainer_id.as_deref().unwrap_or("?")
-                ),
-                _ => String::new(),
+            let declined = if *basis == Basis::DetainerDeclined && d.rule == Rule::R3_2 {
+                ": a declined detainer"
+            } else {
+                ""
             };
-            let _ = write!(
-                s,
-                "{facts} → released from {} at {} ({})",
+            format!(
+                "released from {} at {} ({}){declined}",
                 custodian(engine, from),
                 at(effective_at),
                 basis.as_str()
-            );
-            if *basis == Basis::DetainerDeclined && rule == Rule::R3_2 {
-                s.push_str(": a declined detainer");
-            }
+            )
         }
         DecisionBody::Placement {
             placement,
             monitoring,
             basis,
         } => {
-            let status = ctx
-                .detainers
-                .last()
-                .map_or("none (no detainer)", |(_, s, _)| s);
-            let beds = match engine.capacity() {
-                None => "ICE capacity unknown".to_owned(),
-                Some((funded, occupied)) => {
-                    let before = if *placement == Placement::Detain {
-                        occupied.saturating_sub(1)
-                    } else {
-                        occupied
-                    };
-                    format!("{before} of {funded} funded beds occupied")
-                }
-            };
-            let outcome = match (placement, monitoring) {
+            let placed = match (placement, monitoring) {
                 (Placement::Detain, _) => "detained".to_owned(),
-                (Placement::Atd, Some(m)) => {
-                    format!("Alternatives to Detention, {}", m.as_str())
-                }
+                (Placement::Atd, Some(m)) => format!("Alternatives to Detention, {}", m.as_str()),
                 (Placement::Atd, None) => "Alternatives to Detention".to_owned(),
             };
-            let _ = write!(
-                s,
-                "ICE holds the person; criminal status {status}; {beds} → {outcome} ({})",
-                basis.as_str()
-            );
+            format!("{placed} ({})", basis.as_str())
         }
-    }
-    format!("{}: {s}", rule.as_str())
+    };
+    format!("{}: {} → {outcome}", d.rule.as_str(), facts(engine, d))
 }
 
 impl Timeline {

@@ -465,7 +465,8 @@ pub struct DiffSummary {
 
 /// Whether two decisions are the same apart from their ids, which derive from cause and
 /// position and would differ only when positions shift. Comparing the fields is comparing the
-/// wire JSON without `id`: the wire form is a one-to-one rendering of them.
+/// wire JSON without `id`: the wire form is a one-to-one rendering of them (the facts in
+/// `why` are not on the wire, and are not compared).
 fn same_decision(a: &Decision, b: &Decision) -> bool {
     let Decision {
         id: _,
@@ -474,6 +475,7 @@ fn same_decision(a: &Decision, b: &Decision) -> bool {
         rule,
         caused_by,
         body,
+        why: _,
     } = a;
     *time == b.time
         && *person_id == b.person_id

@@ -6,3 +6,4 @@ pub mod authz;
 pub mod engine;
 pub mod ids;
 pub mod model;
+pub mod why;

@@ -411,6 +411,9 @@ pub struct Decision {
     /// The `id` of the causing event, or `timer:<kind>:<ref>`.
     pub caused_by: String,
     pub body: DecisionBody,
+    /// The facts the rule used (not part of the wire form; `handoff explain` renders
+    /// them).
+    pub why: crate::why::Why,
 }
 
 /// The type-specific part of a decision (ICD section 3).

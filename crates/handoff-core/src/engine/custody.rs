@@ -1,0 +1,179 @@
+//! How decisions leave the engine (`Emitter`), and the only two places custody changes
+//! hands: [`Engine::transfer`] and [`Engine::release`]. Every rule that moves a person
+//! comes through here with its rule id, basis and facts ([`Why`]).
+
+use super::{Engine, Whereabouts};
+use crate::ids;
+use crate::model::{Basis, Condition, Custodian, Decision, DecisionBody, Rule, Time};
+use crate::why::Why;
+
+/// What caused the decisions being emitted: names them (`caused_by`) and their ids.
+pub(super) enum Cause<'a> {
+    Event { source: &'a str, id: &'a str },
+    Timer(String),
+}
+
+/// Collects the decisions of one cause, numbering them for their deterministic ids.
+pub(super) struct Emitter<'a> {
+    pub(super) cause: Cause<'a>,
+    pub(super) time: Time,
+    pub(super) n: usize,
+    pub(super) out: &'a mut Vec<Decision>,
+}
+
+impl Emitter<'_> {
+    /// The id the next decision will get (an offer's id doubles as its `offer_id`).
+    pub(super) fn next_id(&self) -> String {
+        match &self.cause {
+            Cause::Event { source, id } => ids::decision_id_for_event(source, id, self.n),
+            Cause::Timer(name) => ids::decision_id_for_timer(name, self.n),
+        }
+    }
+
+    pub(super) fn emit(
+        &mut self,
+        person_id: &str,
+        rule: Rule,
+        body: DecisionBody,
+        why: Why,
+    ) -> String {
+        let id = self.next_id();
+        let caused_by = match &self.cause {
+            Cause::Event { id, .. } => (*id).to_owned(),
+            Cause::Timer(name) => name.clone(),
+        };
+        self.out.push(Decision {
+            id: id.clone(),
+            time: self.time,
+            person_id: person_id.to_owned(),
+            rule,
+            caused_by,
+            body,
+            why,
+        });
+        self.n += 1;
+        id
+    }
+}
+
+/// A transfer about to be decided; the optional ids default to none.
+pub(super) struct TransferSpec {
+    pub(super) rule: Rule,
+    pub(super) to: Custodian,
+    pub(super) basis: Basis,
+    pub(super) conditions: Vec<Condition>,
+    pub(super) effective_at: Time,
+    pub(super) detainer_id: Option<String>,
+    pub(super) claim_id: Option<String>,
+    pub(super) writ_id: Option<String>,
+    pub(super) offer_id: Option<String>,
+    pub(super) why: Why,
+}
+
+impl TransferSpec {
+    pub(super) fn new(
+        rule: Rule,
+        to: Custodian,
+        basis: Basis,
+        effective_at: Time,
+        why: Why,
+    ) -> Self {
+        TransferSpec {
+            rule,
+            to,
+            basis,
+            conditions: Vec::new(),
+            effective_at,
+            detainer_id: None,
+            claim_id: None,
+            writ_id: None,
+            offer_id: None,
+            why,
+        }
+    }
+}
+
+/// A release about to be decided.
+pub(super) struct ReleaseSpec {
+    pub(super) rule: Rule,
+    pub(super) basis: Basis,
+    pub(super) effective_at: Time,
+    pub(super) detainer_id: Option<String>,
+    pub(super) why: Why,
+}
+
+impl Engine {
+    /// Decides a transfer from the person's current custodian and moves them.
+    pub(super) fn transfer(&mut self, person_id: &str, t: TransferSpec, emit: &mut Emitter) {
+        let p = self.person_mut(person_id);
+        let from = p
+            .custodian()
+            .cloned()
+            .expect("a transfer is only decided for a person someone holds");
+        p.whereabouts = Whereabouts::Held {
+            by: t.to.clone(),
+            since: Some(t.effective_at),
+        };
+        if let Custodian::Local(j) = &t.to {
+            self.satisfy_claims(person_id, j);
+        }
+        emit.emit(
+            person_id,
+            t.rule,
+            DecisionBody::Transfer {
+                from,
+                to: t.to,
+                basis: t.basis,
+                conditions: t.conditions,
+                effective_at: t.effective_at,
+                detainer_id: t.detainer_id,
+                claim_id: t.claim_id,
+                writ_id: t.writ_id,
+                offer_id: t.offer_id,
+            },
+            t.why,
+        );
+    }
+
+    /// Decides a release from the person's current custodian.
+    pub(super) fn release(&mut self, person_id: &str, r: ReleaseSpec, emit: &mut Emitter) {
+        let p = self.person_mut(person_id);
+        let from = p
+            .custodian()
+            .cloned()
+            .expect("a release is only decided for a person someone holds");
+        p.whereabouts = Whereabouts::Released;
+        emit.emit(
+            person_id,
+            r.rule,
+            DecisionBody::Release {
+                from,
+                basis: r.basis,
+                effective_at: r.effective_at,
+                detainer_id: r.detainer_id,
+            },
+            r.why,
+        );
+    }
+
+    /// A transfer to a jurisdiction satisfies all of its claims on the person.
+    fn satisfy_claims(&mut self, person_id: &str, jurisdiction_id: &str) {
+        let p = self.person_mut(person_id);
+        let mut satisfied = Vec::new();
+        p.claims.retain(|c| {
+            let keep = &*c.jurisdiction != jurisdiction_id;
+            if !keep {
+                satisfied.push(c.seq);
+            }
+            keep
+        });
+        if let Some(index) = self.claims_by_jurisdiction.get_mut(jurisdiction_id) {
+            for seq in satisfied {
+                index.remove(&seq);
+            }
+            if index.is_empty() {
+                self.claims_by_jurisdiction.remove(jurisdiction_id);
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! What the engine knows about one person (ICD section 5, "State per person"), and the
+//! housekeeping event that only changes it: `ice.detainer.issued` (R5).
+
+use std::sync::Arc;
+
+use super::timers::TimerKey;
+use super::{Engine, Whereabouts};
+use crate::model::{CriminalStatus, Custodian, Time};
+use crate::why::{ClaimFacts, DetainerFacts};
+
+#[derive(Debug, Clone)]
+pub(super) struct Detainer {
+    pub(super) id: Arc<str>,
+    pub(super) status: CriminalStatus,
+    pub(super) offenses: Arc<[String]>,
+}
+
+impl Detainer {
+    pub(super) fn facts(&self) -> DetainerFacts {
+        DetainerFacts {
+            id: self.id.clone(),
+            criminal_status: self.status,
+            offenses: self.offenses.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Claim {
+    pub(super) id: Arc<str>,
+    pub(super) jurisdiction: Arc<str>,
+    /// Engine-wide lodge order, the key of the R2.2 index.
+    pub(super) seq: u64,
+}
+
+impl Claim {
+    pub(super) fn facts(&self) -> ClaimFacts {
+        ClaimFacts {
+            id: self.id.clone(),
+            jurisdiction_id: self.jurisdiction.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Writ {
+    pub(super) id: Arc<str>,
+    pub(super) jurisdiction: String,
+    pub(super) court: Arc<str>,
+}
+
+/// An open right-of-first-refusal offer (R1.6).
+#[derive(Debug, Clone)]
+pub(super) struct Offer {
+    pub(super) id: String,
+    /// The claimant the offer was made against.
+    pub(super) claim: Claim,
+    pub(super) detainer_id: Arc<str>,
+    pub(super) release_at: Time,
+    pub(super) respond_by: Time,
+    pub(super) timer: TimerKey,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OfferEnd {
+    Answered,
+    Lapsed,
+    Void,
+}
+
+/// An active 48-hour hold (R3.3).
+#[derive(Debug, Clone)]
+pub(super) struct Hold {
+    pub(super) jurisdiction: Arc<str>,
+    pub(super) detainer_id: Arc<str>,
+    pub(super) from: Time,
+    pub(super) until: Time,
+    /// The id of the `handoff.hold` decision; names the timer (`timer:hold:<id>`).
+    pub(super) decision_id: String,
+    pub(super) timer: TimerKey,
+}
+
+/// Everything the rules need to know about one person.
+#[derive(Debug, Clone)]
+pub(super) struct Person {
+    pub(super) whereabouts: Whereabouts,
+    /// Active detainers (issued, not withdrawn), oldest first.
+    pub(super) detainers: Vec<Detainer>,
+    /// (detainer, jurisdiction) pairs: the jurisdiction will not honor that detainer.
+    pub(super) declined: Vec<(Arc<str>, String)>,
+    /// The `criminal_status` of the latest detainer ever issued (R4); `None` until one is.
+    pub(super) latest_status: Option<CriminalStatus>,
+    /// Unsatisfied claims, in the order lodged; the first is "the claimant".
+    pub(super) claims: Vec<Claim>,
+    /// Writs not yet acted on, in the order issued; the first wins.
+    pub(super) writs: Vec<Writ>,
+    /// Boxed, like `hold`: most people never have one, and a small `Person` is cheap to
+    /// move when the table grows.
+    pub(super) offer: Option<Box<Offer>>,
+    /// Offers that are no longer open, to tell a late answer from an unknown one.
+    pub(super) closed_offers: Vec<(String, OfferEnd)>,
+    pub(super) hold: Option<Box<Hold>>,
+}
+
+impl Person {
+    fn new() -> Self {
+        Person {
+            whereabouts: Whereabouts::Unknown,
+            detainers: Vec::new(),
+            declined: Vec::new(),
+            latest_status: None,
+            claims: Vec::new(),
+            writs: Vec::new(),
+            offer: None,
+            closed_offers: Vec::new(),
+            hold: None,
+        }
+    }
+
+    pub(super) fn custodian(&self) -> Option<&Custodian> {
+        match &self.whereabouts {
+            Whereabouts::Held { by, .. } => Some(by),
+            _ => None,
+        }
+    }
+
+    pub(super) fn since(&self) -> Option<Time> {
+        match &self.whereabouts {
+            Whereabouts::Held { since, .. } => *since,
+            _ => None,
+        }
+    }
+
+    /// Sets the custodian if no event has named one yet (ICD section 4).
+    pub(super) fn name_custodian(&mut self, custodian: &Custodian) {
+        if self.whereabouts == Whereabouts::Unknown {
+            self.whereabouts = Whereabouts::Held {
+                by: custodian.clone(),
+                since: None,
+            };
+        }
+    }
+
+    pub(super) fn latest_detainer(&self) -> Option<&Detainer> {
+        self.detainers.last()
+    }
+
+    pub(super) fn detainer(&self, id: &str) -> Option<&Detainer> {
+        self.detainers.iter().find(|d| &*d.id == id)
+    }
+
+    pub(super) fn declined_by(&self, detainer: &str, jurisdiction: &str) -> bool {
+        self.declined
+            .iter()
+            .any(|(d, j)| &**d == detainer && j == jurisdiction)
+    }
+
+    /// The latest active detainer that `jurisdiction` has not declined, other than
+    /// `except`.
+    pub(super) fn honorable_detainer(
+        &self,
+        jurisdiction: &str,
+        except: Option<&str>,
+    ) -> Option<&Detainer> {
+        self.detainers
+            .iter()
+            .rev()
+            .find(|d| Some(&*d.id) != except && !self.declined_by(&d.id, jurisdiction))
+    }
+
+    pub(super) fn claimant(&self) -> Option<&Claim> {
+        self.claims.first()
+    }
+
+    pub(super) fn claim_of(&self, jurisdiction: &str) -> Option<&Claim> {
+        self.claims
+            .iter()
+            .find(|c| &*c.jurisdiction == jurisdiction)
+    }
+
+    pub(super) fn close_offer(&mut self, end: OfferEnd) -> Option<Offer> {
+        let offer = self.offer.take()?;
+        self.closed_offers.push((offer.id.clone(), end));
+        Some(*offer)
+    }
+}
+
+impl Engine {
+    /// The person's state, created on first mention. The id is hashed once, and copied
+    /// only when the person is new.
+    pub(super) fn person_mut(&mut self, person_id: &str) -> &mut Person {
+        self.people
+            .entry_ref(person_id)
+            .or_insert_with(|| Box::new(Person::new()))
+    }
+
+    /// `ice.detainer.issued` (R5): names the custodian, records the detainer (a
+    /// re-issue updates its status and offenses) and the latest criminal status (R4).
+    pub(super) fn detainer_issued(
+        &mut self,
+        person_id: &str,
+        detainer_id: &str,
+        custodian: &Custodian,
+        criminal_status: CriminalStatus,
+        offenses: &[String],
+    ) {
+        let p = self.person_mut(person_id);
+        p.name_custodian(custodian);
+        p.latest_status = Some(criminal_status);
+        let offenses: Arc<[String]> = offenses.into();
+        match p.detainers.iter_mut().find(|d| &*d.id == detainer_id) {
+            Some(d) => {
+                d.status = criminal_status;
+                d.offenses = offenses;
+            }
+            None => p.detainers.push(Detainer {
+                id: detainer_id.into(),
+                status: criminal_status,
+                offenses,
+            }),
+        }
+    }
+}
