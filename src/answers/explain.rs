@@ -555,7 +555,7 @@ fn explain(engine: &Engine, d: &Decision) -> String {
 impl Timeline {
     /// The timeline as text for people: a header, then one line per entry, decisions
     /// indented under the event that caused them.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let events = self
             .entries
             .iter()

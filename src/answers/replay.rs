@@ -41,7 +41,7 @@ pub fn replay<R: BufRead, W: Write>(
 
 /// Writes decisions as JSON lines, one `write_all` for the lot (`buf` is scratch space,
 /// reused between calls).
-pub fn write_decisions<W: Write>(
+pub(crate) fn write_decisions<W: Write>(
     decisions: &[Decision],
     buf: &mut Vec<u8>,
     out: &mut W,

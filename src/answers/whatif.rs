@@ -33,13 +33,13 @@ use handoff_core::engine::{Engine, Outcome, Policy};
 use handoff_core::model::{Decision, Event, EventBody, Time, is_jurisdiction_id};
 
 /// The `source` of every synthetic policy event injected at a window edge.
-pub const SOURCE: &str = "urn:handoff:what-if";
+pub(crate) const SOURCE: &str = "urn:handoff:what-if";
 
 /// The `caused_by` of a diff line for the timers that advancing the clock to `until` fires.
-pub const UNTIL: &str = "until";
+pub(crate) const UNTIL: &str = "until";
 
 /// The state given to a jurisdiction the log has not described (no real state exists to keep).
-pub const UNKNOWN_STATE: &str = "ZZ";
+pub(crate) const UNKNOWN_STATE: &str = "ZZ";
 
 /// One override: for clock times in [from, to), the jurisdiction's policy has these fields.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]

@@ -35,7 +35,7 @@ pub(crate) struct Args {
     pub(crate) until: Option<Time>,
 }
 
-pub(crate) fn run(
+pub fn run(
     Args {
         person_id,
         log,

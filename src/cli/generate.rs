@@ -36,7 +36,7 @@ pub(crate) struct Args {
     pub(crate) output: Option<PathBuf>,
 }
 
-pub(crate) fn run(
+pub fn run(
     Args {
         events,
         seed,

@@ -79,7 +79,7 @@ pub(crate) struct RepairArgs {
 }
 
 /// Runs `handoff journal ...` and gives its exit status.
-pub(crate) fn run(Args { command }: Args) -> ExitCode {
+pub fn run(Args { command }: Args) -> ExitCode {
     let mut stdout = io::stdout().lock();
     match command {
         JournalCommand::Verify { file } => match verify(&file) {

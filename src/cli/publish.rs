@@ -24,6 +24,6 @@ pub(crate) struct Args {
 }
 
 /// Runs the publisher; its exit status is its own (see the long help).
-pub(crate) fn run(args: Args) -> ExitCode {
+pub fn run(args: Args) -> ExitCode {
     crate::live::publish::run(&args.publish)
 }

@@ -46,7 +46,7 @@ pub(crate) struct Args {
     pub(crate) diff: bool,
 }
 
-pub(crate) fn run(args: Args) -> anyhow::Result<Ended> {
+pub fn run(args: Args) -> anyhow::Result<Ended> {
     match &args.policy {
         Some(policy) => what_if(&args.log, args.until, args.quiet, policy, args.diff),
         None => replay(&args.log, args.until, args.quiet, args.stats),

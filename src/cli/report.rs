@@ -11,7 +11,7 @@ use handoff_core::model::Time;
 use super::{Ended, open, parse_time_arg};
 use crate::answers::replay;
 use crate::answers::report::Format;
-use crate::answers::report::capacity::Capacity;
+use crate::answers::report::capacity::{Capacity, DEFAULT_RATE_USD};
 use crate::answers::report::ddor::Ddor;
 
 /// Reports from a log: the Declined Detainer Outcome Report, ICE capacity.
@@ -55,14 +55,14 @@ ICE's 2013 estimate). HTML is one self-contained file with a line chart.")]
         /// The log to read; `-` reads standard input.
         log: PathBuf,
         /// Cost of one bed for one day, in USD.
-        #[arg(long, default_value_t = 122.0)]
+        #[arg(long, default_value_t = DEFAULT_RATE_USD)]
         rate: f64,
         #[arg(long, value_enum, default_value = "json")]
         format: Format,
     },
 }
 
-pub(crate) fn run(Args { report }: Args) -> anyhow::Result<Ended> {
+pub fn run(Args { report }: Args) -> anyhow::Result<Ended> {
     let mut engine = Engine::new();
     let (text, summary) = match report {
         ReportCommand::Ddor {

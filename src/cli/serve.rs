@@ -36,6 +36,6 @@ pub(crate) struct Args {
 }
 
 /// Runs the service; its exit status is its own (see [`about`]).
-pub(crate) fn run(Args { config }: Args) -> ExitCode {
+pub fn run(Args { config }: Args) -> ExitCode {
     crate::live::service::run(config.as_deref())
 }

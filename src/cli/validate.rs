@@ -24,7 +24,7 @@ pub(crate) struct Args {
     pub(crate) file: PathBuf,
 }
 
-pub(crate) fn run(Args { file }: Args) -> anyhow::Result<Ended> {
+pub fn run(Args { file }: Args) -> anyhow::Result<Ended> {
     let (reader, progress) = open(&file)?;
     let name = file.display().to_string();
     let mut note = notes(&progress, &name, false);

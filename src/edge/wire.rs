@@ -10,7 +10,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use handoff_core::model::{Custodian, Decision, DecisionBody, Time};
 
 /// The `source` of every decision.
-pub const SOURCE: &str = "urn:handoff";
+pub(crate) const SOURCE: &str = "urn:handoff";
 
 /// Formats a time the way every handoff output does: UTC, `Z`, fractional digits only
 /// when present (`2017-01-28T09:00:00Z`).

@@ -26,7 +26,7 @@ pub enum Note {
 
 impl Note {
     /// Whether this note makes the run exit non-zero.
-    pub fn is_error(&self) -> bool {
+    pub(crate) fn is_error(&self) -> bool {
         matches!(self, Note::Invalid(_) | Note::Rejected(_))
     }
 }
@@ -58,7 +58,7 @@ pub struct Summary {
 
 impl Summary {
     /// Counts one valid event by what the engine made of it.
-    pub fn count(&mut self, outcome: &Outcome) {
+    pub(crate) fn count(&mut self, outcome: &Outcome) {
         self.events += 1;
         match outcome {
             Outcome::Applied => {}
@@ -89,7 +89,7 @@ impl<R: BufRead> Lines<R> {
     }
 
     /// Lines read so far, blank ones included.
-    pub fn lines_read(&self) -> u64 {
+    pub(crate) fn lines_read(&self) -> u64 {
         self.reader.lines_read()
     }
 }

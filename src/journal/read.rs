@@ -6,7 +6,7 @@ use std::io::{self, BufRead};
 
 /// One line as read.
 #[derive(Debug, Clone, Copy)]
-pub struct Line<'a> {
+pub(crate) struct Line<'a> {
     /// 1-based, blank lines counted.
     pub number: u64,
     /// The byte offset of the line's start.
@@ -19,19 +19,19 @@ pub struct Line<'a> {
 
 impl Line<'_> {
     /// The line's length on disk, its '\n' included.
-    pub fn len_on_disk(&self) -> u64 {
+    pub(crate) fn len_on_disk(&self) -> u64 {
         self.bytes.len() as u64 + u64::from(self.complete)
     }
 
     /// Whether the line holds nothing but white space.
-    pub fn is_blank(&self) -> bool {
+    pub(crate) fn is_blank(&self) -> bool {
         self.bytes.iter().all(u8::is_ascii_whitespace)
     }
 }
 
 /// Reads lines from any buffered input, one reused buffer, memory bounded by the longest
 /// line. A lending iterator: each line borrows the reader until the next call.
-pub struct LineReader<R> {
+pub(crate) struct LineReader<R> {
     input: R,
     buf: Vec<u8>,
     number: u64,
@@ -49,7 +49,7 @@ impl<R: BufRead> LineReader<R> {
     }
 
     /// The next line, or `None` at the end of the input.
-    pub fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
+    pub(crate) fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
         self.buf.clear();
         let n = self.input.read_until(b'\n', &mut self.buf)?;
         if n == 0 {
@@ -73,12 +73,12 @@ impl<R: BufRead> LineReader<R> {
     }
 
     /// Lines read so far, blank ones included.
-    pub fn lines_read(&self) -> u64 {
+    pub(crate) fn lines_read(&self) -> u64 {
         self.number
     }
 
     /// Bytes read so far: the offset after the last line.
-    pub fn bytes_read(&self) -> u64 {
+    pub(crate) fn bytes_read(&self) -> u64 {
         self.offset
     }
 }

@@ -25,7 +25,7 @@ const READ_BUFFER: usize = 1 << 20;
 
 /// How a repair treats intact entries after the first damaged line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Keep them; move only the damaged lines aside.
     DropDamaged,
     /// Move them aside too.
@@ -34,7 +34,7 @@ pub enum Mode {
 
 /// What is wrong with one line of a journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
+pub(crate) enum Problem {
     /// The last line has no '\n': its write was cut short.
     TornTail,
     /// The line does not start with a readable checksum. `json` says whether it is JSON at
@@ -51,7 +51,7 @@ pub enum Problem {
 
 impl Problem {
     /// Whether the line itself is intact, as start-up reads it (only its event is wrong).
-    pub fn is_intact(&self) -> bool {
+    pub(crate) fn is_intact(&self) -> bool {
         matches!(self, Problem::NotAnEvent(_))
     }
 }
@@ -93,7 +93,7 @@ impl fmt::Display for Problem {
 
 /// One line that is not an intact, valid event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
+pub(crate) struct Finding {
     /// 1-based.
     pub line_number: u64,
     /// The byte offset of the line's start.
@@ -105,7 +105,7 @@ pub struct Finding {
 
 /// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     pub path: PathBuf,
     /// Lines, the last one counted even without a '\n'.
     pub lines: u64,
@@ -124,31 +124,31 @@ pub struct Report {
 
 impl Report {
     /// Whether every line is an intact, valid event.
-    pub fn is_intact(&self) -> bool {
+    pub(crate) fn is_intact(&self) -> bool {
         self.findings.is_empty()
     }
 
     /// The torn tail start-up would cut off, as (offset, bytes).
-    pub fn tail(&self) -> Option<(u64, u64)> {
+    pub(crate) fn tail(&self) -> Option<(u64, u64)> {
         (self.bytes > self.intact_end).then(|| (self.intact_end, self.bytes - self.intact_end))
     }
 
     /// Damaged lines with an intact entry after them: acknowledged events lost.
-    pub fn damaged_in_the_middle(&self) -> impl Iterator<Item = &Finding> {
+    pub(crate) fn damaged_in_the_middle(&self) -> impl Iterator<Item = &Finding> {
         self.findings
             .iter()
             .filter(|f| !f.problem.is_intact() && f.offset < self.intact_end)
     }
 
     /// Intact entries that are not valid events.
-    pub fn not_events(&self) -> impl Iterator<Item = &Finding> {
+    pub(crate) fn not_events(&self) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(|f| f.problem.is_intact())
     }
 }
 
 /// Why verify or repair could not do its work.
 #[derive(Debug, thiserror::Error)]
-pub enum ToolError {
+pub(crate) enum ToolError {
     #[error(
         "{path} is locked by another process, most likely a running `handoff serve`; stop the \
          service first (a repair must not race its writes), then repair"
@@ -239,7 +239,7 @@ fn verify_open(file: &File, path: &Path, locked: bool) -> Result<Report, ToolErr
 
 /// Verifies the journal at `path` without changing it. It takes no lock (a running service
 /// may hold it), but notes whether one is held.
-pub fn verify(path: &Path) -> Result<Report, ToolError> {
+pub(crate) fn verify(path: &Path) -> Result<Report, ToolError> {
     let file = File::open(path).map_err(io_error(path, "open"))?;
     let locked = match file.try_lock_shared() {
         Ok(()) => {
@@ -255,7 +255,7 @@ pub fn verify(path: &Path) -> Result<Report, ToolError> {
 
 /// What [`repair`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Repaired {
+pub(crate) struct Repaired {
     /// The journal as it was.
     pub backup: PathBuf,
     /// Where the lines not kept went, with how many lines and bytes.
@@ -334,7 +334,7 @@ impl Drop for TempFile {
 /// Refuses with [`ToolError::Locked`] while another process holds the journal's lock, and
 /// holds the lock itself until the repaired file is in place. See `REPAIR_ABOUT` for what
 /// each mode keeps.
-pub fn repair(path: &Path, mode: Mode) -> Result<Option<Repaired>, ToolError> {
+pub(crate) fn repair(path: &Path, mode: Mode) -> Result<Option<Repaired>, ToolError> {
     let file = File::open(path).map_err(io_error(path, "open"))?;
     match file.try_lock() {
         Ok(()) => {}
@@ -460,7 +460,7 @@ pub fn repair(path: &Path, mode: Mode) -> Result<Option<Repaired>, ToolError> {
 }
 
 /// Writes the report and, when something is wrong, what it means and what can be done.
-pub fn write_report(r: &Report, out: &mut impl Write) -> io::Result<()> {
+pub(crate) fn write_report(r: &Report, out: &mut impl Write) -> io::Result<()> {
     let path = r.path.display();
     writeln!(out, "{path}: {} lines, {} bytes", r.lines, r.bytes)?;
     let not_events = r.not_events().count() as u64;

@@ -48,10 +48,10 @@ use handoff_core::engine::{Engine, Outcome};
 use handoff_core::model::{Basis, Decision, DecisionBody, Monitoring, Placement};
 
 /// The default cost of one bed for one day, in USD: ICE's 2013 figure (domain.md).
-pub const DEFAULT_RATE_USD: f64 = 122.0;
+pub(crate) const DEFAULT_RATE_USD: f64 = 122.0;
 
 /// The name of this report in its JSON form (`"report": "ice_capacity"`).
-pub const REPORT_NAME: &str = "ice_capacity";
+pub(crate) const REPORT_NAME: &str = "ice_capacity";
 
 /// The accumulator: feed it every `Seen` of a replay, then `finish`.
 #[derive(Debug, Clone)]

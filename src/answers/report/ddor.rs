@@ -27,7 +27,7 @@ use handoff_core::model::{
 };
 
 /// The value of the top-level `"report"` field of the JSON rendering.
-pub const REPORT_NAME: &str = "declined_detainer_outcome";
+pub(crate) const REPORT_NAME: &str = "declined_detainer_outcome";
 
 /// A detainer as issued: what a declined release of it is counted under.
 #[derive(Debug, Clone, Copy)]

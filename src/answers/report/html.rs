@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 /// Escapes text for HTML element content and attribute values.
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -19,7 +19,7 @@ pub fn escape(s: &str) -> String {
 }
 
 /// A whole HTML document around `body` (already HTML).
-pub fn page(title: &str, body: &str) -> String {
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -36,7 +36,7 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}} th{{background:#f6f8f
 }
 
 /// A row of headline figures: (label, value).
-pub fn totals(items: &[(&str, String)]) -> String {
+pub(crate) fn totals(items: &[(&str, String)]) -> String {
     let mut out = String::from("<div class=\"totals\">");
     for (label, value) in items {
         let _ = write!(
@@ -51,7 +51,7 @@ pub fn totals(items: &[(&str, String)]) -> String {
 }
 
 /// A table; cells are text, escaped here. Cells that parse as numbers are right-aligned.
-pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = String::from("<table>\n<thead><tr>");
     for h in headers {
         let _ = write!(out, "<th>{}</th>", escape(h));
@@ -74,7 +74,7 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// A horizontal bar chart as inline SVG: one bar per (label, value), in the order given.
-pub fn bar_chart(title: &str, bars: &[(String, u64)]) -> String {
+pub(crate) fn bar_chart(title: &str, bars: &[(String, u64)]) -> String {
     let row = 22.0;
     // About 7 px a character at 12 px: the label column fits the longest label.
     let longest = bars
@@ -116,7 +116,7 @@ viewBox=\"0 0 {width} {height}\"><title>{}</title>",
 }
 
 /// One line of a line chart: a name, a colour, and a value per x label.
-pub struct Series<'a> {
+pub(crate) struct Series<'a> {
     pub name: &'a str,
     pub color: &'a str,
     pub values: Vec<f64>,
@@ -124,7 +124,7 @@ pub struct Series<'a> {
 
 /// A line chart as inline SVG over equally spaced x labels (for example days), with a
 /// legend. The y axis runs from the smallest to the largest value shown.
-pub fn line_chart(title: &str, x_labels: &[String], series: &[Series<'_>]) -> String {
+pub(crate) fn line_chart(title: &str, x_labels: &[String], series: &[Series<'_>]) -> String {
     let (width, height) = (720.0, 320.0);
     // The right margin leaves room for half of the last x label, centred on its point.
     let (left, right, top, bottom) = (70.0, 45.0, 30.0, 40.0);

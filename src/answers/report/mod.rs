@@ -7,7 +7,7 @@
 
 pub mod capacity;
 pub mod ddor;
-pub mod html;
+pub(crate) mod html;
 
 /// How a report is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -19,7 +19,7 @@ pub enum Format {
 }
 
 /// One CSV field, quoted when it must be (RFC 4180).
-pub fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -28,7 +28,7 @@ pub fn csv_field(s: &str) -> String {
 }
 
 /// One Markdown table cell: pipes escaped, line breaks flattened.
-pub fn md_cell(s: &str) -> String {
+pub(crate) fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
