@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use handoff::edge::reason::DeadLetterReason;
-use handoff::journal::{MemJournal, unframed};
+use handoff::journal::{Journal, MemJournal, unframed};
 use handoff::live::pipeline::{
     Batch, Disposition, Inbound, Marks, Origin, Pipeline, Recovering, Settings,
 };
