@@ -621,3 +621,136 @@ async fn a_torn_last_journal_line_is_cut_off_at_start_up() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Regression: a dead letter RabbitMQ returns (no queue is bound to the dead-letter
+/// exchange) ended the settling task while the connection stayed up, and the session loop
+/// then spun on the closed confirm channel at full CPU: no deliveries, no reconnect,
+/// `/readyz` still ready. Now the session ends with the error and the service reconnects
+/// with backoff, using next to no CPU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_returned_dead_letter_ends_the_session_instead_of_spinning() {
+    let broker = Broker::new("dlreturned");
+    declare_without_dead_letter_queue(&broker.url()).await;
+    let no_topology = [
+        ("HANDOFF_DECLARE_TOPOLOGY", "false"),
+        ("HANDOFF_QUEUE_TYPE", "classic"),
+    ];
+    let mut serve = Serve::start_with(
+        "dlreturned",
+        &broker,
+        &publishers_for(["tx-travis-county"]),
+        &no_topology,
+    );
+    let (_, operator) = broker.add_user("operator", &["impersonator"]);
+    let p = Publisher::connect(&operator).await;
+    let c = p.send(b"not json", "ice.capacity.updated", None).await;
+    assert!(matches!(c, Confirmation::Ack(None)), "{c:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = serve.logs();
+        if logs.contains("RabbitMQ session ended; reconnecting")
+            && logs.contains("no queue is bound to handoff.dead-letter")
+            && !serve
+                .metrics()
+                .contains("handoff_amqp_reconnects_total 0\n")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session did not end on the returned dead letter:\n{logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Not spinning: well under one core over three seconds.
+    let pid = serve.child.as_ref().unwrap().id();
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        // utime and stime, fields 14 and 15 of stat (11 and 12 after the command name).
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let ticks = 100; // USER_HZ on Linux
+    let before = cpu();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = (cpu() - before) as f64 / ticks as f64;
+    assert!(used < 1.5, "handoff serve used {used:.2} s of CPU in 3 s");
+    // The message was never acknowledged: it is still in RabbitMQ.
+    serve.kill();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while broker.messages_ready("handoff.inbound") != 1 {
+        assert!(std::time::Instant::now() < deadline, "the message was lost");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The service's topology with nothing bound to `handoff.dead-letter`: every dead letter
+/// is returned as unroutable.
+async fn declare_without_dead_letter_queue(url: &str) {
+    use lapin::ExchangeKind;
+    use lapin::options::ExchangeDeclareOptions;
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    for (name, kind) in [
+        ("handoff.events", ExchangeKind::Topic),
+        ("handoff.decisions", ExchangeKind::Topic),
+        ("handoff.dead-letter", ExchangeKind::Topic),
+        ("handoff.unrouted", ExchangeKind::Fanout),
+    ] {
+        ch.exchange_declare(name.into(), kind, durable, FieldTable::default())
+            .await
+            .unwrap();
+    }
+    let queue = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    ch.queue_declare("handoff.inbound".into(), queue, FieldTable::default())
+        .await
+        .unwrap();
+    for k in handoff::edge::schemas::EVENT_TYPES {
+        ch.queue_bind(
+            "handoff.inbound".into(),
+            "handoff.events".into(),
+            k.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    }
+    conn.close(200, "declared".into()).await.unwrap();
+}
+
+/// Regression: a journal that cannot be opened at start-up (here its path is a directory)
+/// is a journal failure like a full disk while serving: exit 75 (`EX_TEMPFAIL`), not 1.
+#[test]
+fn a_journal_failure_at_start_up_exits_75() {
+    let dir = scratch("journal-is-a-directory");
+    let journal = dir.join("journal.jsonl");
+    std::fs::create_dir_all(&journal).unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env("HANDOFF_JOURNAL", &journal)
+        .env("HANDOFF_HTTP_LISTEN", "")
+        .env("HANDOFF_PUBLISHERS", publishers_for(["tx-travis-county"]))
+        // Never reached: recovery comes first.
+        .env("HANDOFF_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("the journal cannot be written"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::edge::reason::DeadLetterReason;
 use crate::edge::schemas::{self, SchemaError};
 use handoff_core::model::{
     Answer, CriminalStatus, Custodian, CustodianKind, Event, EventBody, EventType, Time, WritKind,
@@ -33,15 +34,17 @@ pub enum Invalid {
 impl Invalid {
     /// A short, stable reason code: `not_utf8`, `too_deep`, `not_json`, `unknown_type`,
     /// `schema`, `subject_mismatch`, `bad_field`.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> DeadLetterReason {
         match self {
-            Invalid::NotUtf8(_) => "not_utf8",
-            Invalid::TooDeep { .. } => "too_deep",
-            Invalid::NotJson(_) => "not_json",
-            Invalid::Schema(e) if e.path == "/type" && e.keyword == "enum" => "unknown_type",
-            Invalid::Schema(_) => "schema",
-            Invalid::SubjectMismatch => "subject_mismatch",
-            Invalid::BadField { .. } => "bad_field",
+            Invalid::NotUtf8(_) => DeadLetterReason::NotUtf8,
+            Invalid::TooDeep { .. } => DeadLetterReason::TooDeep,
+            Invalid::NotJson(_) => DeadLetterReason::NotJson,
+            Invalid::Schema(e) if e.path == "/type" && e.keyword == "enum" => {
+                DeadLetterReason::UnknownType
+            }
+            Invalid::Schema(_) => DeadLetterReason::Schema,
+            Invalid::SubjectMismatch => DeadLetterReason::SubjectMismatch,
+            Invalid::BadField { .. } => DeadLetterReason::BadField,
         }
     }
 }

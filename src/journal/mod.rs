@@ -134,6 +134,101 @@ pub trait Journal: Send {
     }
 }
 
+/// The original event object of a journal line (without its '\n'): the line with its
+/// `handoffcrc` member taken out, as [`frame`] received it. A line without the member (a
+/// plain log line) is given back as it is.
+pub fn unframed(line: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = line.as_bytes();
+    if bytes.len() > PREFIX_LEN
+        && bytes.starts_with(CRC_OPEN)
+        && &bytes[PREFIX_LEN - CRC_CLOSE.len()..PREFIX_LEN] == CRC_CLOSE
+    {
+        std::borrow::Cow::Owned(format!("{{{}", &line[PREFIX_LEN..]))
+    } else {
+        std::borrow::Cow::Borrowed(line)
+    }
+}
+
+/// A journal in memory, for tests of the pipeline without files: committed entries are
+/// framed lines exactly as [`FileJournal`] writes them (without '\n'), and it can be told
+/// to fail its next commit, as a full disk would.
+#[derive(Debug, Clone, Default)]
+pub struct MemJournal {
+    committed: Vec<String>,
+    pending: Vec<String>,
+    fail_next: bool,
+    failed: bool,
+}
+
+impl MemJournal {
+    /// An empty journal.
+    pub fn new() -> MemJournal {
+        MemJournal::default()
+    }
+
+    /// A journal holding `lines` (framed, as [`MemJournal::entries`] gives them) as durable.
+    pub fn with_entries(lines: Vec<String>) -> MemJournal {
+        MemJournal {
+            committed: lines,
+            ..MemJournal::default()
+        }
+    }
+
+    /// The durable entries, framed, in order.
+    pub fn entries(&self) -> &[String] {
+        &self.committed
+    }
+
+    /// Entries appended but not yet committed.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// What a crash leaves behind: the durable entries only.
+    pub fn crashed(&self) -> MemJournal {
+        MemJournal::with_entries(self.committed.clone())
+    }
+
+    /// Makes the next commit that has entries fail (and every commit after it, as
+    /// [`FileJournal`] does after a failed write).
+    pub fn fail_next_commit(&mut self) {
+        self.fail_next = true;
+    }
+}
+
+impl Journal for MemJournal {
+    fn append(&mut self, json: &str) {
+        let mut line = Vec::new();
+        frame(json, &mut line);
+        line.pop();
+        self.pending
+            .push(String::from_utf8(line).expect("a framed str is UTF-8"));
+    }
+
+    fn commit(&mut self) -> Result<usize, JournalError> {
+        if self.pending.is_empty() {
+            return Ok(0);
+        }
+        if self.fail_next || self.failed {
+            self.fail_next = false;
+            self.failed = true;
+            self.pending.clear();
+            return Err(JournalError::Io {
+                path: PathBuf::from("(memory)"),
+                op: "write to",
+                source: io::Error::other("commit failed as the test asked"),
+            });
+        }
+        let n = self.pending.len();
+        self.committed.append(&mut self.pending);
+        Ok(n)
+    }
+
+    fn len(&self) -> u64 {
+        self.committed.len() as u64
+    }
+}
+
 /// The journal as one append-only file on the local disk.
 #[derive(Debug)]
 pub struct FileJournal {
@@ -191,6 +286,15 @@ pub enum JournalError {
         line_number: u64,
         message: String,
     },
+}
+
+impl JournalError {
+    /// Whether the journal could not be read or written (a full disk, an IO error, a held
+    /// lock), as opposed to a journal whose contents are damaged. A restart can succeed once
+    /// the cause is fixed, so the service exits with `EX_TEMPFAIL` (75).
+    pub fn is_io(&self) -> bool {
+        matches!(self, JournalError::Io { .. })
+    }
 }
 
 /// Builds the `map_err` closure for an IO error on `path`.
@@ -425,6 +529,16 @@ impl OutboxMark {
     pub fn beside(journal: &Path) -> OutboxMark {
         let mut name = journal.as_os_str().to_owned();
         name.push(".published");
+        OutboxMark { path: name.into() }
+    }
+
+    /// The second mark, for the rules' refusals (`unknown_offer`, `late_response`): how
+    /// many of their dead letters RabbitMQ confirmed, as `<journal path>.dead-lettered`.
+    /// It is a file of its own so that the decisions' mark keeps its meaning (ICD section
+    /// 8; `handoff journal repair` lowers it by counting decisions).
+    pub fn refusals_beside(journal: &Path) -> OutboxMark {
+        let mut name = journal.as_os_str().to_owned();
+        name.push(".dead-lettered");
         OutboxMark { path: name.into() }
     }
 
@@ -831,6 +945,32 @@ mod tests {
         ));
         drop(journal);
         reopen(&path).unwrap();
+    }
+
+    #[test]
+    fn unframed_gives_the_object_frame_was_given() {
+        let json = event(3);
+        let line = framed(&json);
+        let line = std::str::from_utf8(&line[..line.len() - 1]).unwrap();
+        assert_eq!(unframed(line), json);
+        assert_eq!(unframed(&json), json);
+    }
+
+    #[test]
+    fn mem_journal_commits_and_fails_on_request() {
+        let mut j = MemJournal::new();
+        j.append(&event(0));
+        assert_eq!(j.len(), 0);
+        assert_eq!(j.commit().unwrap(), 1);
+        assert_eq!(check_line(j.entries()[0].as_bytes()), Ok(()));
+        j.fail_next_commit();
+        assert_eq!(j.commit().unwrap(), 0);
+        j.append(&event(1));
+        assert!(j.commit().unwrap_err().is_io());
+        j.append(&event(2));
+        assert!(j.commit().is_err(), "a failed journal stays failed");
+        assert_eq!(j.len(), 1);
+        assert_eq!(j.crashed().entries(), j.entries());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
+use crate::edge::reason::DeadLetterReason;
 use crate::edge::schemas::EVENT_TYPES;
 use crate::live::config;
 
@@ -23,21 +24,13 @@ pub const REASON_HEADER: &str = "x-handoff-reason";
 pub const DETAIL_HEADER: &str = "x-handoff-detail";
 /// Header with the `user-id` the dead-lettered message was published with, if any.
 pub const USER_HEADER: &str = "x-handoff-user-id";
-
-/// Every reason code an inbound message can be dead-lettered with.
-pub const DEAD_LETTER_REASONS: &[&str] = &[
-    "oversized",
-    "not_utf8",
-    "too_deep",
-    "not_json",
-    "unknown_type",
-    "schema",
-    "subject_mismatch",
-    "bad_field",
-    "unauthorized",
-    "unknown_offer",
-    "late_response",
-];
+/// Header on a dead letter recomputed from the journal after a crash or restart: the
+/// AMQP user it came with is not journaled, so this names the agency that sends such an
+/// event (`authz::usual_sender`) instead, and [`RECOVERED_HEADER`] says so.
+pub const AGENCY_HEADER: &str = "x-handoff-agency";
+/// Header (`true`) on a dead letter recomputed from the journal rather than taken from
+/// the delivery itself: its body is the journaled event (with `handoffreceived`).
+pub const RECOVERED_HEADER: &str = "x-handoff-recovered";
 
 /// Opens a connection named `name` (the name shows in RabbitMQ's management UI). With an
 /// `amqps://` URL the connection uses TLS with `tls`: its CA trusted besides the platform's
@@ -137,6 +130,9 @@ pub async fn declare_topology(ch: &Channel, c: &config::Amqp) -> lapin::Result<(
     )
     .await?;
     queue(&c.dead_letter_queue, &[]).await?;
+    // `#`, not one binding per `DeadLetterReason`: RabbitMQ itself dead-letters to this
+    // exchange too (the inbound queue's `x-dead-letter-exchange`), with the event type
+    // as routing key, and those messages must not be dropped either.
     bind(&c.dead_letter_queue, &c.dead_letter_exchange, "#").await?;
 
     ch.exchange_declare(
@@ -191,13 +187,13 @@ pub fn decision_properties(id: &str, decision_type: &str) -> BasicProperties {
 /// added as headers.
 pub fn dead_letter_properties(
     original: &BasicProperties,
-    reason: &str,
+    reason: DeadLetterReason,
     detail: &str,
 ) -> BasicProperties {
     let mut headers = original.headers().clone().unwrap_or_default();
     headers.insert(
         REASON_HEADER.into(),
-        AMQPValue::LongString(LongString::from(reason)),
+        AMQPValue::LongString(LongString::from(reason.as_str())),
     );
     // Headers are bounded; a schema message is short, but never let one grow a header.
     let detail: String = detail.chars().take(1000).collect();
@@ -232,4 +228,37 @@ pub fn dead_letter_properties(
         props = props.with_timestamp(*v);
     }
     props
+}
+
+/// Properties of a dead letter recomputed from the journal (a rules' refusal whose dead
+/// letter was not confirmed before a crash): persistent, with the reason, its explanation,
+/// the agency that sends such an event, and `x-handoff-recovered: true`. There is no
+/// `x-handoff-user-id`: the journal does not record the AMQP user, and the header must not
+/// claim a sender nobody saw.
+pub fn recovered_dead_letter_properties(
+    reason: DeadLetterReason,
+    detail: &str,
+    agency: &str,
+    message_id: &str,
+) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        REASON_HEADER.into(),
+        AMQPValue::LongString(LongString::from(reason.as_str())),
+    );
+    let detail: String = detail.chars().take(1000).collect();
+    headers.insert(
+        DETAIL_HEADER.into(),
+        AMQPValue::LongString(LongString::from(detail)),
+    );
+    headers.insert(
+        AGENCY_HEADER.into(),
+        AMQPValue::LongString(LongString::from(agency)),
+    );
+    headers.insert(RECOVERED_HEADER.into(), AMQPValue::Boolean(true));
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(CONTENT_TYPE.into())
+        .with_message_id(message_id.into())
+        .with_headers(headers)
 }

@@ -5,5 +5,6 @@ pub mod amqp;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod pipeline;
 pub mod publish;
 pub mod service;

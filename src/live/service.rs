@@ -1,27 +1,24 @@
-//! `handoff serve`: the live service, a thin shell that feeds the engine from RabbitMQ.
+//! `handoff serve`: the live service, a thin lapin + tokio driver around the sans-IO
+//! [`Pipeline`](crate::live::pipeline::Pipeline).
 //!
-//! The path of one inbound message: size check → parse and schema check (`envelope`) →
-//! authorization by the AMQP `user-id` (`authz`) → engine → journal append. A batch of
-//! such messages is made durable with one fsync (group commit), and only then handed to
-//! the publisher task, which publishes the batch's decisions and dead letters with
-//! publisher confirms and, once all are confirmed, acknowledges the batch's deliveries
-//! with one `basic.ack(multiple)`. While it waits for confirms, the next batch is being
-//! validated and journaled.
+//! The driver turns deliveries into `Inbound`s, reads the wall clock and passes it in as
+//! `now`, commits and takes batches (`poll_batch`: one fsync, then what to publish and
+//! acknowledge), publishes them with publisher confirms, reports the confirms back
+//! (`handle_confirmed`) and stores the outbox marks it returns, acknowledges deliveries,
+//! serves HTTP and metrics, and reconnects with backoff. Everything the service decides
+//! about a message, and every invariant that makes it crash-safe, lives in the pipeline;
+//! see its module documentation.
 //!
-//! Crash safety rests on three facts. Decisions are a pure function of the journal, so
-//! start-up replays the journal and recomputes them, ids included. The outbox mark (a
-//! count of confirmed decisions) says how many of those were surely published; the rest
-//! are published again (at least once, same ids). And a message is acknowledged only
-//! after it is journaled or dead-lettered, so whatever was not is delivered again, and a
-//! redelivered event that is in the journal is a duplicate: acknowledged, nothing decided.
+//! Publishing is pipelined: a batch is published as soon as it is journaled, without
+//! waiting for the previous batch's confirms; batches are settled (confirms awaited, then
+//! one `basic.ack(multiple)`) strictly in order, up to four in flight.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{SubsecRound, Utc};
+use chrono::Utc;
 use futures_lite::StreamExt;
 use futures_lite::future::poll_once;
 use lapin::message::{BasicReturnMessage, Delivery};
@@ -29,21 +26,20 @@ use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Confirmation, Connection};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::edge::envelope;
+use crate::edge::reason::DeadLetterReason;
 use crate::edge::schemas::{DECISION_TYPES, EVENT_TYPES};
-use crate::edge::wire;
 use crate::journal::{FileJournal, Journal, OutboxMark};
 use crate::live::amqp;
-use crate::live::config::{Config, LogFormat};
+use crate::live::config::{Config, ConfigError, LogFormat};
 use crate::live::http::{self, Health};
 use crate::live::metrics::Metrics;
-use handoff_core::authz::{self, Agency};
-use handoff_core::engine::{Engine, Outcome};
-use handoff_core::model::{Decision, Time};
+use crate::live::pipeline::{
+    self, Batch, DeadLetter, Inbound, Marks, Origin, Pipeline, Recovering,
+};
 
 /// Why the service stopped or a session with RabbitMQ ended.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +64,12 @@ pub enum ServeError {
     /// The journal cannot be read or written: stop; nothing unjournaled was acknowledged.
     #[error("journal: {0}")]
     Journal(#[from] crate::journal::JournalError),
+    /// The configuration cannot be used (publishers, TLS material, the HTTP address).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// Something the service needs at start-up is unavailable (the HTTP port).
+    #[error("{0}")]
+    Setup(String),
 }
 
 impl ServeError {
@@ -75,94 +77,87 @@ impl ServeError {
     /// engine has already seen events that may not be on disk, so the process must stop
     /// and rebuild its state from the journal.
     fn is_transient(&self) -> bool {
-        !matches!(self, ServeError::Journal(_) | ServeError::Tls(_))
+        !matches!(
+            self,
+            ServeError::Journal(_)
+                | ServeError::Tls(_)
+                | ServeError::Config(_)
+                | ServeError::Setup(_)
+        )
+    }
+
+    /// The process's exit status when the service stops with this error: 75
+    /// ([`EXIT_JOURNAL_FAILED`]) whenever the journal could not be read or written, at
+    /// start-up as while serving; 1 otherwise (a damaged journal included: a restart
+    /// cannot mend it, `handoff journal verify` and `repair` can).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::Journal(j) if j.is_io() => EXIT_JOURNAL_FAILED,
+            _ => 1,
+        }
     }
 }
 
-/// One decision ready to publish, with its position in decision order.
-#[derive(Debug)]
-struct Outgoing {
-    /// 0-based position in the sequence of all decisions the journal implies.
-    index: u64,
-    id: String,
-    decision_type: &'static str,
-    routing_key: String,
-    body: Vec<u8>,
-}
+/// The pipeline as the service runs it: the file journal, and the AMQP properties of
+/// each delivery carried along for its dead letter.
+pub type LivePipeline = Pipeline<FileJournal, BasicProperties>;
 
-/// An inbound message refused, to be published on the dead-letter exchange.
-struct DeadLetter {
-    reason: &'static str,
-    detail: String,
-    delivery: Delivery,
-}
-
-/// What the core hands to the publisher task: publish these, then acknowledge.
-struct Batch {
-    decisions: Vec<Arc<Outgoing>>,
-    dead_letters: Vec<DeadLetter>,
-    /// The highest delivery tag of the batch; every lower tag is in this or an earlier batch.
-    ack_upto: Option<u64>,
-    /// When each delivery of the batch arrived (for the consume-to-confirm histogram).
+/// A batch on its way to the publisher, with when its deliveries arrived.
+struct Publishing {
+    batch: Batch<BasicProperties>,
     arrived: Vec<Instant>,
-    /// Counts of accepted events by type, reported once the batch is acknowledged.
-    accepted: Vec<&'static str>,
 }
 
-/// The service's state across sessions (connections): engine, journal and outbox.
+/// The service's state across sessions (connections): the pipeline and the files and
+/// gauges beside it.
 pub struct Core {
     config: Config,
-    agencies: BTreeMap<String, Agency>,
-    engine: Engine,
-    journal: FileJournal,
-    /// Decisions not yet confirmed by RabbitMQ, in order.
-    outbox: VecDeque<Arc<Outgoing>>,
-    /// How many decisions the journal implies so far (the next decision's index).
-    decided: u64,
-    /// The latest time given to the engine (an event's `handoffreceived` or a `fire`),
-    /// so that stamps never go backwards even if the wall clock does.
-    high_water: Option<Time>,
+    pipeline: LivePipeline,
+    /// Decisions RabbitMQ confirmed.
+    mark: OutboxMark,
+    /// The rules' refusals whose dead letters RabbitMQ confirmed.
+    refusal_mark: OutboxMark,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
 }
 
 impl Core {
-    /// Opens the journal, replays it into a fresh engine, and queues every decision
-    /// beyond the outbox mark for publishing. Timers that came due while the service was
-    /// stopped are fired here, with their original deadlines as `time`.
+    /// Opens the journal, replays it into a fresh pipeline, and queues every decision and
+    /// refusal dead letter beyond the outbox marks for publishing. Timers that came due
+    /// while the service was stopped are fired here, with their original deadlines as
+    /// `time`. Every journal failure is [`ServeError::Journal`].
     pub fn recover(
         config: Config,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
-    ) -> Result<Core, anyhow::Error> {
-        let agencies = config.agencies()?;
+    ) -> Result<Core, ServeError> {
+        let settings = pipeline::Settings {
+            max_message_bytes: config.amqp.max_message_bytes,
+            agencies: config.agencies()?,
+        };
         let path = config.journal.path.clone();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|source| crate::journal::JournalError::Io {
+                path: dir.to_path_buf(),
+                op: "create the directory",
+                source,
+            })?;
         }
         let mark = OutboxMark::beside(&path);
+        let refusal_mark = OutboxMark::refusals_beside(&path);
         let (published, unreadable) = mark.load()?;
-        if unreadable {
+        let (refused, refusals_unreadable) = refusal_mark.load()?;
+        if unreadable || refusals_unreadable {
             warn!(
-                "the outbox mark beside the journal is unreadable; every decision will be published again"
+                "an outbox mark beside the journal is unreadable; every decision (or refusal dead letter) will be published again"
             );
         }
         let started = Instant::now();
-        let mut engine = Engine::new();
-        let mut outbox = VecDeque::new();
-        let mut decided = 0u64;
-        let (journal, recovery) = FileJournal::open(&path, |_offset, line| {
-            let event = envelope::parse_event(line).map_err(|e| e.to_string())?;
-            let step = engine.handle(&event);
-            for d in &step.decisions {
-                if decided >= published {
-                    outbox.push_back(Arc::new(outgoing(decided, d)));
-                }
-                decided += 1;
-            }
-            Ok(())
-        })?;
+        let mut recovering = Recovering::new(Marks {
+            decisions: published,
+            refusals: refused,
+        });
+        let (journal, recovery) = FileJournal::open(&path, |_offset, line| recovering.entry(line))?;
         if let Some((offset, bytes)) = recovery.truncated {
             warn!(
                 offset,
@@ -175,164 +170,57 @@ impl Core {
                 "the journal is readable or writable by others; it holds personal data, make it 0600"
             );
         }
-        if published > decided {
+        let (pipeline, recovered) = recovering.finish(settings, journal, Utc::now())?;
+        if recovered.marks_ahead {
             warn!(
                 published,
-                decided,
-                "the outbox mark counts more decisions than the journal implies (was the journal replaced?); none is published again"
+                decided = recovered.implied.decisions,
+                refused,
+                refusals = recovered.implied.refusals,
+                "an outbox mark counts more than the journal implies (was the journal replaced?); none is published again"
             );
         }
-        let mut core = Core {
-            config,
-            agencies,
-            engine,
-            journal,
-            outbox,
-            decided,
-            high_water: None,
-            metrics,
-            health,
-        };
-        core.high_water = core.engine.clock();
-        let overdue = core.fire_due().len();
         info!(
-            entries = recovery.entries,
-            decisions = core.decided,
-            unpublished = core.outbox.len(),
-            overdue_timer_decisions = overdue,
+            entries = recovered.entries,
+            decisions = recovered.implied.decisions,
+            unpublished = recovered.unpublished,
+            refusals_to_dead_letter = recovered.undead,
+            overdue_timer_decisions = recovered.overdue,
             seconds = started.elapsed().as_secs_f64(),
             "journal recovered"
         );
-        core.metrics.set_journal_entries(core.journal.len());
-        core.metrics.set_unpublished(core.outbox.len() as u64);
-        core.health.set_recovered(true);
-        Ok(core)
+        metrics.set_journal_entries(pipeline.journal().len());
+        metrics.set_unpublished(pipeline.unpublished() as u64);
+        health.set_recovered(true);
+        Ok(Core {
+            config,
+            pipeline,
+            mark,
+            refusal_mark,
+            metrics,
+            health,
+        })
     }
 
-    /// The time to stamp on what happens now: the wall clock to the millisecond, never
-    /// earlier than anything the engine has already been given.
-    fn now(&mut self) -> Time {
-        let wall = Utc::now().trunc_subsecs(3);
-        let t = match self.high_water {
-            Some(h) if h > wall => h,
-            _ => wall,
-        };
-        self.high_water = Some(t);
-        t
-    }
-
-    /// Fires every timer due by the wall clock, and queues the decisions they make.
-    fn fire_due(&mut self) -> Vec<Arc<Outgoing>> {
-        match self.engine.next_deadline() {
-            Some(deadline) if deadline <= Utc::now() => {
-                let now = self.now();
-                let fired = self.engine.fire(now);
-                debug!(decisions = fired.len(), "timers fired");
-                self.queue_decisions(&fired)
+    /// RabbitMQ confirmed everything before `upto`: the outbox drops it, and the marks
+    /// that moved are stored.
+    fn confirmed(&mut self, upto: Marks) {
+        let before = self.pipeline.confirmed();
+        if let Some(marks) = self.pipeline.handle_confirmed(upto) {
+            // A stale mark only makes a restart publish some decisions again.
+            if marks.decisions != before.decisions
+                && let Err(e) = self.mark.store(marks.decisions)
+            {
+                warn!("cannot store the outbox mark: {e}");
             }
-            _ => Vec::new(),
+            if marks.refusals != before.refusals
+                && let Err(e) = self.refusal_mark.store(marks.refusals)
+            {
+                warn!("cannot store the refusals' outbox mark: {e}");
+            }
         }
-    }
-
-    fn queue_decisions(&mut self, decisions: &[Decision]) -> Vec<Arc<Outgoing>> {
-        let mut fresh = Vec::with_capacity(decisions.len());
-        for d in decisions {
-            let o = Arc::new(outgoing(self.decided, d));
-            self.decided += 1;
-            self.outbox.push_back(o.clone());
-            fresh.push(o);
-        }
-        fresh
-    }
-
-    /// Drops confirmed decisions from the outbox.
-    fn confirmed_upto(&mut self, n: u64) {
-        while self.outbox.front().is_some_and(|o| o.index < n) {
-            self.outbox.pop_front();
-        }
-        self.metrics.set_unpublished(self.outbox.len() as u64);
-    }
-
-    /// Validates, authorizes, decides and journals one delivery. Returns what to do with it.
-    fn take(&mut self, delivery: &Delivery, batch: &mut Vec<Arc<Outgoing>>) -> Disposition {
-        let max = self.config.amqp.max_message_bytes;
-        if delivery.data.len() > max {
-            return Disposition::Dead(
-                "oversized",
-                format!(
-                    "the message is {} bytes; the limit is {max}",
-                    delivery.data.len()
-                ),
-            );
-        }
-        let (value, event) = match envelope::received(&delivery.data, self.now()) {
-            Ok(taken) => taken,
-            Err(e) => return Disposition::Dead(e.code(), e.to_string()),
-        };
-        let user = delivery.properties.user_id().as_ref().map(|u| u.as_str());
-        let allowed = match user {
-            None => Err(authz::Unauthorized::NoUserId),
-            Some(u) => match self.agencies.get(u) {
-                None => Err(authz::Unauthorized::UnknownUser(u.to_string())),
-                Some(agency) => authz::check(agency, &event),
-            },
-        };
-        if let Err(e) = allowed {
-            return Disposition::Dead("unauthorized", e.to_string());
-        }
-        let step = self.engine.handle(&event);
-        if matches!(step.outcome, Outcome::Duplicate) {
-            return Disposition::Duplicate;
-        }
-        let json = serde_json::to_string(&value).expect("a JSON value always serializes");
-        self.journal.append(&json);
-        batch.extend(self.queue_decisions(&step.decisions));
-        match step.outcome {
-            Outcome::Rejected(r) => Disposition::Journaled {
-                event_type: event.body.type_name(),
-                dead: Some((r.as_str(), rejected_detail(r))),
-            },
-            _ => Disposition::Journaled {
-                event_type: event.body.type_name(),
-                dead: None,
-            },
-        }
-    }
-}
-
-/// What became of one delivery.
-enum Disposition {
-    /// Refused before the engine: dead-letter it, journal nothing.
-    Dead(&'static str, String),
-    /// Already in the journal: acknowledge, nothing else.
-    Duplicate,
-    /// Journaled; a semantic reject is also dead-lettered with its reason.
-    Journaled {
-        event_type: &'static str,
-        dead: Option<(&'static str, String)>,
-    },
-}
-
-fn rejected_detail(r: handoff_core::engine::Reject) -> String {
-    match r {
-        handoff_core::engine::Reject::UnknownOffer => {
-            "no open first-refusal offer has this offer_id for this person (never made, voided or already answered)".into()
-        }
-        handoff_core::engine::Reject::LateResponse => {
-            "the first-refusal offer lapsed at its respond_by before this answer arrived".into()
-        }
-    }
-}
-
-fn outgoing(index: u64, d: &Decision) -> Outgoing {
-    let mut body = Vec::with_capacity(512);
-    wire::write_decision(d, &mut body);
-    Outgoing {
-        index,
-        id: d.id.clone(),
-        decision_type: d.body.type_name(),
-        routing_key: d.routing_key(),
-        body,
+        self.metrics
+            .set_unpublished(self.pipeline.unpublished() as u64);
     }
 }
 
@@ -360,22 +248,20 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
     };
     match runtime.block_on(serve(config, wait_for_signal())) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => match e.downcast_ref::<ServeError>() {
-            Some(ServeError::Journal(j)) => {
-                error!(
+        Err(e) => {
+            let status = e.exit_code();
+            match &e {
+                ServeError::Journal(j) if status == EXIT_JOURNAL_FAILED => error!(
                     exit_status = EXIT_JOURNAL_FAILED,
                     "stopped: the journal cannot be written: {j}. Nothing that is not in the \
                      journal was acknowledged; every unacknowledged message stays in RabbitMQ \
                      and is delivered again after a restart. Free space on the journal's disk \
                      (or fix the disk), then restart handoff"
-                );
-                ExitCode::from(EXIT_JOURNAL_FAILED)
+                ),
+                _ => error!("stopped: {e:#}"),
             }
-            _ => {
-                error!("stopped: {e:#}");
-                ExitCode::from(1)
-            }
-        },
+            ExitCode::from(status)
+        }
     }
 }
 
@@ -403,9 +289,10 @@ fn init_logging(config: &Config) {
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
-    metrics.preregister(&EVENT_TYPES, &DECISION_TYPES, amqp::DEAD_LETTER_REASONS);
+    let reasons: Vec<&'static str> = DeadLetterReason::codes().collect();
+    metrics.preregister(&EVENT_TYPES, &DECISION_TYPES, &reasons);
     let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -416,7 +303,7 @@ pub async fn serve(
     if let Some(addr) = config.http_listen()? {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+            .map_err(|e| ServeError::Setup(format!("cannot listen on {addr}: {e}")))?;
         info!(%addr, "HTTP endpoint: /healthz /readyz /metrics");
         let mut stop = stop_rx.clone();
         let (h, m) = (health.clone(), metrics.clone());
@@ -465,13 +352,14 @@ pub async fn serve(
                 }
                 backoff = (backoff * 2).min(max);
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     core.health.set_stopping(true);
     info!(
-        journal_entries = core.journal.len(),
-        unpublished = core.outbox.len(),
+        journal_entries = core.pipeline.journal().len(),
+        unpublished = core.pipeline.unpublished(),
+        refusals_to_dead_letter = core.pipeline.undead(),
         "stopped"
     );
     Ok(())
@@ -539,10 +427,9 @@ async fn session_on(
     core.metrics.set_connected(true);
     info!(queue = %c.queue, prefetch = c.prefetch, queue_type = c.queue_type.as_str(), "connected to RabbitMQ");
 
-    // Everything before the outbox's first decision is confirmed already.
-    let start = core.outbox.front().map_or(core.decided, |o| o.index);
-    let (confirmed_tx, mut confirmed_rx) = watch::channel(start);
-    let (tx, rx) = mpsc::channel::<Batch>(2);
+    // Everything before the outbox is confirmed already.
+    let (confirmed_tx, mut confirmed_rx) = watch::channel(core.pipeline.confirmed());
+    let (tx, rx) = mpsc::channel::<Publishing>(2);
     let publisher = tokio::spawn(publisher(
         publish.clone(),
         park,
@@ -550,7 +437,6 @@ async fn session_on(
         c.clone(),
         rx,
         confirmed_tx,
-        OutboxMark::beside(&core.config.journal.path),
         core.metrics.clone(),
     ));
     let mut publisher = std::pin::pin!(publisher);
@@ -559,18 +445,16 @@ async fn session_on(
     let mut lost = std::pin::pin!(connection_lost(conn));
 
     // First, everything recovered or left unconfirmed by the last session.
-    let catch_up = core.decided;
-    if !core.outbox.is_empty() {
+    let catch_up = core.pipeline.implied();
+    if let Some(batch) = core.pipeline.unconfirmed() {
         info!(
-            decisions = core.outbox.len(),
-            "publishing decisions not yet confirmed"
+            decisions = batch.decisions.len(),
+            dead_letters = batch.dead_letters.len(),
+            "publishing decisions and refusal dead letters not yet confirmed"
         );
-        let batch = Batch {
-            decisions: core.outbox.iter().cloned().collect(),
-            dead_letters: Vec::new(),
-            ack_upto: None,
+        let batch = Publishing {
+            batch,
             arrived: Vec::new(),
-            accepted: Vec::new(),
         };
         send(&tx, batch, &mut lost).await?;
     }
@@ -587,11 +471,11 @@ async fn session_on(
     let mut deliveries: Vec<Delivery> = Vec::with_capacity(max_batch);
     let result = loop {
         let confirmed = *confirmed_rx.borrow_and_update();
-        core.confirmed_upto(confirmed);
-        if confirmed >= catch_up {
+        core.confirmed(confirmed);
+        if confirmed.decisions >= catch_up.decisions && confirmed.refusals >= catch_up.refusals {
             core.health.set_caught_up(true);
         }
-        let deadline = core.engine.next_deadline();
+        let deadline = core.pipeline.poll_timeout();
         let wait = deadline.map(|d| {
             let until = (d - Utc::now()).to_std().unwrap_or(Duration::ZERO)
                 // Sub-millisecond stamps are truncated; never wake before the deadline.
@@ -607,13 +491,16 @@ async fn session_on(
             // service's future stays `Send`.)
             _ = async { let _ = stop.wait_for(|s| *s).await; } => break Ok(()),
             _ = &mut lost => break Err(ServeError::ConnectionLost),
-            done = &mut publisher => {
-                break Err(match done {
-                    Ok(Err(e)) => e,
-                    _ => ServeError::ConsumerClosed,
-                });
-            }
-            _ = confirmed_rx.changed() => continue,
+            done = &mut publisher => break Err(ended(done)),
+            changed = confirmed_rx.changed() => match changed {
+                Ok(()) => continue,
+                // The settler dropped its sender: it ended, so the publisher ends too and
+                // says why. (Looping on a closed watch would spin: `changed` fails at once.)
+                Err(_) => {
+                    let done = tokio::time::timeout(Duration::from_secs(5), &mut publisher).await;
+                    break Err(done.map_or(ServeError::ConsumerClosed, ended));
+                }
+            },
             next = consumer.next() => match next {
                 Some(Ok(d)) => {
                     deliveries.push(d);
@@ -663,9 +550,17 @@ async fn session_on(
             },
             _ = &mut lost => return Err(ServeError::ConnectionLost),
         }
-        core.confirmed_upto(*confirmed_rx.borrow());
+        core.confirmed(*confirmed_rx.borrow());
     }
     result
+}
+
+/// Why a session ends when its publisher task ended on its own.
+fn ended(done: Result<Result<(), ServeError>, tokio::task::JoinError>) -> ServeError {
+    match done {
+        Ok(Err(e)) => e,
+        _ => ServeError::ConsumerClosed,
+    }
 }
 
 /// Completes when the connection is no longer usable (closed by the broker or an
@@ -688,8 +583,8 @@ async fn sleep_opt(d: Option<Duration>) {
 
 /// Hands a batch to the publisher, unless the connection goes first.
 async fn send(
-    tx: &mpsc::Sender<Batch>,
-    batch: Batch,
+    tx: &mpsc::Sender<Publishing>,
+    batch: Publishing,
     lost: &mut (impl Future<Output = ()> + Unpin),
 ) -> Result<(), ServeError> {
     tokio::select! {
@@ -698,83 +593,85 @@ async fn send(
     }
 }
 
-/// Turns the deliveries received into one journaled batch (one fsync), plus any timers due.
-fn process(core: &mut Core, deliveries: &mut Vec<Delivery>) -> Result<Option<Batch>, ServeError> {
-    let mut batch = Batch {
-        decisions: Vec::new(),
-        dead_letters: Vec::new(),
-        ack_upto: None,
-        arrived: Vec::with_capacity(deliveries.len()),
-        accepted: Vec::new(),
-    };
+/// Feeds the deliveries received to the pipeline, fires the timers due, and takes the
+/// batch: one journal commit (one fsync), then what to publish and acknowledge.
+fn process(
+    core: &mut Core,
+    deliveries: &mut Vec<Delivery>,
+) -> Result<Option<Publishing>, ServeError> {
     let arrived = Instant::now();
+    let n = deliveries.len();
     for d in deliveries.drain(..) {
-        batch.ack_upto = Some(d.delivery_tag);
-        batch.arrived.push(arrived);
-        match core.take(&d, &mut batch.decisions) {
-            Disposition::Dead(reason, detail) => {
-                debug!(reason, tag = d.delivery_tag, "dead-lettering");
-                batch.dead_letters.push(DeadLetter {
-                    reason,
-                    detail,
-                    delivery: d,
-                });
-            }
-            Disposition::Duplicate => core.metrics.duplicate(),
-            Disposition::Journaled { event_type, dead } => {
-                batch.accepted.push(event_type);
-                if let Some((reason, detail)) = dead {
-                    batch.dead_letters.push(DeadLetter {
-                        reason,
-                        detail,
-                        delivery: d,
-                    });
-                }
-            }
-        }
+        let inbound = Inbound {
+            tag: d.delivery_tag,
+            user: d
+                .properties
+                .user_id()
+                .as_ref()
+                .map(|u| u.as_str().to_string()),
+            bytes: d.data,
+            meta: d.properties,
+        };
+        core.pipeline.handle_delivery(Utc::now(), inbound);
     }
     // Timers that came due while this batch was gathered.
-    batch.decisions.extend(core.fire_due());
+    let fired = core.pipeline.handle_timeout(Utc::now());
+    if fired > 0 {
+        debug!(decisions = fired, "timers fired");
+    }
     let t = Instant::now();
-    let committed = match tokio::task::block_in_place(|| core.journal.commit()) {
-        Ok(n) => n,
+    let batch = match tokio::task::block_in_place(|| core.pipeline.poll_batch()) {
+        Ok(b) => b,
         Err(e) => {
             // Not ready from here on: the service stops without acknowledging this batch.
             core.health.set_stopping(true);
             return Err(e.into());
         }
     };
-    if committed > 0 {
-        core.metrics.observe_fsync(t.elapsed());
-        core.metrics.set_journal_entries(core.journal.len());
-    }
-    core.metrics.set_unpublished(core.outbox.len() as u64);
-    if batch.decisions.is_empty() && batch.dead_letters.is_empty() && batch.ack_upto.is_none() {
+    let Some(batch) = batch else {
         return Ok(None);
+    };
+    if batch.committed > 0 {
+        core.metrics.observe_fsync(t.elapsed());
+        core.metrics
+            .set_journal_entries(core.pipeline.journal().len());
     }
-    Ok(Some(batch))
+    for _ in 0..batch.duplicates {
+        core.metrics.duplicate();
+    }
+    for dl in &batch.dead_letters {
+        debug!(reason = dl.reason.as_str(), "dead-lettering");
+    }
+    core.metrics
+        .set_unpublished(core.pipeline.unpublished() as u64);
+    Ok(Some(Publishing {
+        batch,
+        arrived: vec![arrived; n],
+    }))
 }
 
 /// How many batches may be published and awaiting their confirms at once.
 const BATCHES_IN_FLIGHT: usize = 4;
 
 /// A batch published, with the confirms still to come (`None`: a dead letter's).
-type Published = (Batch, Vec<(Option<usize>, lapin::PublisherConfirm)>);
+type Published = (Publishing, Vec<(Option<usize>, lapin::PublisherConfirm)>);
 
 /// Publishes each batch as soon as it comes and hands it to [`settle`], which waits for
-/// RabbitMQ's confirms, then acknowledges the batch's deliveries and moves the outbox
-/// mark. Publishing does not wait for the previous batch's confirms (a quorum queue takes
-/// milliseconds to confirm under load), but batches are settled strictly in order, so a
-/// delivery is acknowledged only after every decision before it is confirmed.
-#[allow(clippy::too_many_arguments)]
+/// RabbitMQ's confirms, then acknowledges the batch's deliveries and reports the confirmed
+/// positions. Publishing does not wait for the previous batch's confirms (a quorum queue
+/// takes milliseconds to confirm under load), but batches are settled strictly in order,
+/// so a delivery is acknowledged only after everything before it is confirmed.
+///
+/// When the settler ends (on an error: a nack, a dead letter returned, a failed ack), so
+/// does the publisher, at once and with the settler's error, so that the session ends and
+/// the service reconnects or stops instead of waiting for a batch that cannot settle.
 async fn publisher(
     publish: Channel,
     park: Channel,
     consume: Channel,
     c: crate::live::config::Amqp,
-    mut rx: mpsc::Receiver<Batch>,
-    confirmed: watch::Sender<u64>,
-    mark: OutboxMark,
+    mut rx: mpsc::Receiver<Publishing>,
+    confirmed: watch::Sender<Marks>,
     metrics: Arc<Metrics>,
 ) -> Result<(), ServeError> {
     let (tx, settling) = mpsc::channel::<Published>(BATCHES_IN_FLIGHT);
@@ -784,58 +681,75 @@ async fn publisher(
         c.clone(),
         settling,
         confirmed,
-        mark,
         metrics,
     )));
     let mandatory = BasicPublishOptions {
         mandatory: true,
         ..BasicPublishOptions::default()
     };
-    let published = async {
-        while let Some(batch) = rx.recv().await {
-            let mut pending = Vec::with_capacity(batch.decisions.len() + batch.dead_letters.len());
-            for (i, o) in batch.decisions.iter().enumerate() {
-                let confirm = publish
-                    .basic_publish(
-                        c.decisions_exchange.as_str().into(),
-                        o.routing_key.as_str().into(),
-                        mandatory,
-                        &o.body,
-                        amqp::decision_properties(&o.id, o.decision_type),
-                    )
-                    .await?;
-                pending.push((Some(i), confirm));
-            }
-            for dl in &batch.dead_letters {
-                let confirm = publish
-                    .basic_publish(
-                        c.dead_letter_exchange.as_str().into(),
-                        dl.reason.into(),
-                        mandatory,
-                        &dl.delivery.data,
-                        amqp::dead_letter_properties(
-                            &dl.delivery.properties,
-                            dl.reason,
-                            &dl.detail,
-                        ),
-                    )
-                    .await?;
-                pending.push((None, confirm));
-            }
-            if tx.send((batch, pending)).await.is_err() {
-                // The settler stopped on an error; it says which below.
+    let mut settled = None;
+    loop {
+        let next = tokio::select! {
+            next = rx.recv() => next,
+            done = &mut settler.0 => {
+                settled = Some(done);
                 break;
             }
+        };
+        let Some(p) = next else { break };
+        let batch = &p.batch;
+        let mut pending = Vec::with_capacity(batch.decisions.len() + batch.dead_letters.len());
+        for (i, o) in batch.decisions.iter().enumerate() {
+            let confirm = publish
+                .basic_publish(
+                    c.decisions_exchange.as_str().into(),
+                    o.routing_key.as_str().into(),
+                    mandatory,
+                    &o.body,
+                    amqp::decision_properties(&o.id, o.decision_type),
+                )
+                .await?;
+            pending.push((Some(i), confirm));
         }
-        Ok::<(), ServeError>(())
+        for dl in &batch.dead_letters {
+            let confirm = publish
+                .basic_publish(
+                    c.dead_letter_exchange.as_str().into(),
+                    dl.reason.as_str().into(),
+                    mandatory,
+                    &dl.body,
+                    dead_letter_properties(dl),
+                )
+                .await?;
+            pending.push((None, confirm));
+        }
+        if tx.send((p, pending)).await.is_err() {
+            // The settler stopped on an error; it says which below.
+            break;
+        }
     }
-    .await;
     drop(tx);
-    // On an error, returning drops the settler, which aborts it.
-    published?;
-    match (&mut settler.0).await {
+    let done = match settled {
+        Some(done) => done,
+        None => (&mut settler.0).await,
+    };
+    match done {
         Ok(r) => r,
         Err(_) => Err(ServeError::ConsumerClosed),
+    }
+}
+
+/// A dead letter's properties: the delivery's own, with the reason headers, or for a
+/// refusal recomputed from the journal, the recovered form.
+fn dead_letter_properties(dl: &DeadLetter<BasicProperties>) -> BasicProperties {
+    match (&dl.meta, &dl.origin) {
+        (Some(original), _) => amqp::dead_letter_properties(original, dl.reason, &dl.detail),
+        (None, Origin::Recovered { agency, event_id }) => {
+            amqp::recovered_dead_letter_properties(dl.reason, &dl.detail, agency, event_id)
+        }
+        (None, Origin::Live { .. }) => {
+            amqp::dead_letter_properties(&BasicProperties::default(), dl.reason, &dl.detail)
+        }
     }
 }
 
@@ -849,18 +763,18 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// The second stage of [`publisher`]: confirms, then ack, metrics and the outbox mark, one
-/// batch at a time, in order.
+/// The second stage of [`publisher`]: confirms, then ack, metrics and the confirmed
+/// positions, one batch at a time, in order.
 async fn settle(
     park: Channel,
     consume: Channel,
     c: crate::live::config::Amqp,
     mut rx: mpsc::Receiver<Published>,
-    confirmed: watch::Sender<u64>,
-    mark: OutboxMark,
+    confirmed: watch::Sender<Marks>,
     metrics: Arc<Metrics>,
 ) -> Result<(), ServeError> {
-    while let Some((batch, pending)) = rx.recv().await {
+    while let Some((p, pending)) = rx.recv().await {
+        let batch = &p.batch;
         for (i, confirm) in pending {
             let o = i.map(|i| &batch.decisions[i]);
             match confirm.await? {
@@ -884,28 +798,23 @@ async fn settle(
                 .await?;
         }
         let done = Instant::now();
-        for t in &batch.arrived {
+        for t in &p.arrived {
             metrics.observe_confirm_latency(done - *t);
         }
         for t in &batch.accepted {
             metrics.event_in(t);
         }
         for dl in &batch.dead_letters {
-            metrics.dead_letter(dl.reason);
+            metrics.dead_letter(dl.reason.as_str());
         }
         for o in &batch.decisions {
             metrics.decision_out(o.decision_type);
         }
-        if let Some(last) = batch.decisions.last() {
-            let n = last.index + 1;
-            if n > *confirmed.borrow() {
-                if let Err(e) = mark.store(n) {
-                    // A stale mark only makes a restart publish some decisions again.
-                    warn!("cannot store the outbox mark: {e}");
-                }
-                let _ = confirmed.send(n);
-            }
-        }
+        confirmed.send_if_modified(|m| {
+            let moved = *m != batch.upto;
+            *m = batch.upto;
+            moved
+        });
     }
     Ok(())
 }
@@ -963,5 +872,51 @@ async fn park_returned(
                 c.unrouted_exchange
             ),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalError;
+
+    #[test]
+    fn every_journal_io_failure_exits_75_and_damage_exits_1() {
+        let io = ServeError::Journal(JournalError::Io {
+            path: "j".into(),
+            op: "open",
+            source: std::io::Error::other("disk"),
+        });
+        assert_eq!(io.exit_code(), EXIT_JOURNAL_FAILED);
+        assert!(!io.is_transient());
+        let damaged = ServeError::Journal(JournalError::Entry {
+            path: "j".into(),
+            offset: 0,
+            line_number: 1,
+            message: "not an event".into(),
+        });
+        assert_eq!(damaged.exit_code(), 1);
+        assert_eq!(ServeError::ConnectionLost.exit_code(), 1);
+    }
+
+    /// Recovery's own IO (here: opening a journal whose path is a directory) is a typed
+    /// journal failure, so it exits 75 like a failed write while serving.
+    #[test]
+    fn a_journal_that_cannot_be_opened_at_recovery_is_a_journal_failure() {
+        let dir = std::env::temp_dir().join(format!("handoff-recover-{}", std::process::id()));
+        let path = dir.join("journal.jsonl");
+        std::fs::create_dir_all(&path).unwrap();
+        let mut config = Config::default();
+        config.journal.path = path;
+        let err = Core::recover(
+            config,
+            Arc::new(Metrics::new()),
+            Arc::new(Health::default()),
+        )
+        .err()
+        .expect("a directory is no journal");
+        assert!(matches!(err, ServeError::Journal(_)), "{err}");
+        assert_eq!(err.exit_code(), EXIT_JOURNAL_FAILED);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

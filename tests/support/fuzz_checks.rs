@@ -25,9 +25,9 @@ use serde_json::{Value, json};
 
 use handoff::answers::replay::{self, Lines};
 use handoff::edge::envelope::{self, Invalid};
+use handoff::edge::reason::DeadLetterReason;
 use handoff::edge::{schemas, wire};
 use handoff::journal;
-use handoff::live::amqp::DEAD_LETTER_REASONS;
 use handoff_core::engine::{Engine, HOLD_LIMIT, Outcome, Whereabouts};
 use handoff_core::model::{
     Answer, Basis, CriminalStatus, Custodian, Decision, DecisionBody, Event, EventBody, Rule, Time,
@@ -125,8 +125,8 @@ pub fn take(bytes: &[u8]) -> Result<(Value, Event), Invalid> {
 /// An invalid message's reason must be documented, both by `Invalid::code` and among the
 /// service's dead-letter reasons, and its explanation must not be empty.
 fn known_code(e: &Invalid) -> Result<(), String> {
-    let code = e.code();
-    if !ENVELOPE_CODES.contains(&code) || !DEAD_LETTER_REASONS.contains(&code) {
+    let code = e.code().as_str();
+    if !ENVELOPE_CODES.contains(&code) || !DeadLetterReason::codes().any(|c| c == code) {
         return Err(format!("undocumented reason code {code:?} for {e:?}"));
     }
     if e.to_string().is_empty() {
