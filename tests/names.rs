@@ -3,6 +3,7 @@
 //! topology in `deploy/`) must say exactly the same. These tests are what make a name
 //! added in one place and forgotten in another a red build.
 
+use handoff::edge::reason::DeadLetterReason;
 use handoff::edge::schemas;
 use handoff_core::model::{
     Answer, Basis, Condition, CriminalStatus, CustodianKind, DecisionType, EventType, Monitoring,
@@ -151,4 +152,18 @@ fn parse_inverts_as_str_and_nothing_else() {
         assert_eq!(EventType::parse(s), None, "{s:?}");
         assert_eq!(DecisionType::parse(s), None, "{s:?}");
     }
+}
+
+/// The dead-letter reasons the operators' guide lists are the service's, in ICD order.
+#[test]
+fn the_deploy_guide_lists_the_dead_letter_reasons() {
+    let guide = include_str!("../deploy/README.md");
+    let start = guide
+        .find("routing key = reason (")
+        .expect("deploy/README.md lists the dead-letter reasons");
+    let list = &guide[start + "routing key = reason (".len()..];
+    let list = &list[..list.find(')').unwrap()];
+    let listed: Vec<&str> = list.split(", ").map(|r| r.trim_matches('`')).collect();
+    let reasons: Vec<&str> = DeadLetterReason::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(listed, reasons);
 }
