@@ -32,7 +32,7 @@ fn who_may_publish_each_type() {
         ("ice.custody.assumed", &[&Agency::Ice]),
         ("ice.capacity.updated", &[&Agency::Ice]),
     ];
-    assert_eq!(table.len(), handoff::edge::schemas::EVENT_TYPES.len());
+    assert_eq!(table.len(), handoff_core::model::EventType::ALL.len());
     for (t, allowed) in table {
         let event = sample(t);
         for agency in [&Agency::Bop, &Agency::Ice, &Agency::Court, &travis, &clark] {

@@ -103,7 +103,7 @@ fn the_definitions_hold_the_topology_the_service_declares() {
         queue(&c.queue)["arguments"]["x-dead-letter-exchange"],
         c.dead_letter_exchange.as_str()
     );
-    for t in handoff::edge::schemas::EVENT_TYPES {
+    for t in handoff_core::model::EventType::NAMES {
         bound(&c.events_exchange, &c.queue, t);
     }
     bound(&c.dead_letter_exchange, &c.dead_letter_queue, "#");
@@ -127,7 +127,7 @@ fn topic_permissions_match_who_may_publish() {
             .find(|p| p["user"] == user.as_str() && p["exchange"] == "handoff.events")
             .unwrap_or_else(|| panic!("no topic permission for {user}"));
         let write = p["write"].as_str().unwrap();
-        for t in handoff::edge::schemas::EVENT_TYPES {
+        for t in handoff_core::model::EventType::NAMES {
             let allowed = matches_anchored(write, t);
             let may = may_send(&agency, t);
             assert_eq!(allowed, may, "{user} ({agency}) and {t}: regex {write}");

@@ -5,7 +5,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use handoff::edge::schemas::{self, DECISION_TYPES, EVENT_TYPES, SchemaError};
+use handoff::edge::schemas::{self, SchemaError};
+use handoff_core::model::{DecisionType, EventType};
+
+const EVENT_TYPES: [&str; EventType::ALL.len()] = EventType::NAMES;
+const DECISION_TYPES: [&str; DecisionType::ALL.len()] = DecisionType::NAMES;
 use serde_json::{Value, json};
 
 /// The directory holding the `valid` and `invalid` example folders.

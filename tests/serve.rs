@@ -533,9 +533,9 @@ async fn parked_decisions(
     (serve, seen, expected)
 }
 
-/// The service's topology as an operator might declare it, but with no alternate
-/// exchange on `handoff.decisions`.
-async fn declare_without_alternate_exchange(url: &str) {
+/// The service's four exchanges as an operator might declare them, with no alternate
+/// exchange on `handoff.decisions`, and the given queues with their bindings.
+async fn declare_topology(url: &str, queues: &[(&str, &str, Vec<&str>)]) {
     use lapin::ExchangeKind;
     use lapin::options::ExchangeDeclareOptions;
     let conn = Connection::connect(url, ConnectionProperties::default())
@@ -560,23 +560,15 @@ async fn declare_without_alternate_exchange(url: &str) {
         durable: true,
         ..QueueDeclareOptions::default()
     };
-    for (q, x, keys) in [
-        (
-            "handoff.inbound",
-            "handoff.events",
-            handoff::edge::schemas::EVENT_TYPES.to_vec(),
-        ),
-        ("handoff.dead-letter", "handoff.dead-letter", vec!["#"]),
-        ("handoff.unrouted", "handoff.unrouted", vec![""]),
-    ] {
-        ch.queue_declare(q.into(), queue, FieldTable::default())
+    for (q, x, keys) in queues {
+        ch.queue_declare((*q).into(), queue, FieldTable::default())
             .await
             .unwrap();
         for k in keys {
             ch.queue_bind(
-                q.into(),
-                x.into(),
-                k.into(),
+                (*q).into(),
+                (*x).into(),
+                (*k).into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
@@ -585,6 +577,28 @@ async fn declare_without_alternate_exchange(url: &str) {
         }
     }
     conn.close(200, "declared".into()).await.unwrap();
+}
+
+/// The inbound queue, bound to every event type.
+fn inbound_queue() -> (&'static str, &'static str, Vec<&'static str>) {
+    (
+        "handoff.inbound",
+        "handoff.events",
+        handoff_core::model::EventType::NAMES.to_vec(),
+    )
+}
+
+/// The service's topology, but with no alternate exchange on `handoff.decisions`.
+async fn declare_without_alternate_exchange(url: &str) {
+    declare_topology(
+        url,
+        &[
+            inbound_queue(),
+            ("handoff.dead-letter", "handoff.dead-letter", vec!["#"]),
+            ("handoff.unrouted", "handoff.unrouted", vec![""]),
+        ],
+    )
+    .await;
 }
 
 /// Power lost in the middle of a journal write leaves a torn last line: the next start
@@ -692,45 +706,7 @@ async fn a_returned_dead_letter_ends_the_session_instead_of_spinning() {
 /// The service's topology with nothing bound to `handoff.dead-letter`: every dead letter
 /// is returned as unroutable.
 async fn declare_without_dead_letter_queue(url: &str) {
-    use lapin::ExchangeKind;
-    use lapin::options::ExchangeDeclareOptions;
-    let conn = Connection::connect(url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
-    };
-    for (name, kind) in [
-        ("handoff.events", ExchangeKind::Topic),
-        ("handoff.decisions", ExchangeKind::Topic),
-        ("handoff.dead-letter", ExchangeKind::Topic),
-        ("handoff.unrouted", ExchangeKind::Fanout),
-    ] {
-        ch.exchange_declare(name.into(), kind, durable, FieldTable::default())
-            .await
-            .unwrap();
-    }
-    let queue = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    ch.queue_declare("handoff.inbound".into(), queue, FieldTable::default())
-        .await
-        .unwrap();
-    for k in handoff::edge::schemas::EVENT_TYPES {
-        ch.queue_bind(
-            "handoff.inbound".into(),
-            "handoff.events".into(),
-            k.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    }
-    conn.close(200, "declared".into()).await.unwrap();
+    declare_topology(url, &[inbound_queue()]).await;
 }
 
 /// Regression: a journal that cannot be opened at start-up (here its path is a directory)

@@ -17,12 +17,6 @@ use jsonschema::error::ValidationErrorKind;
 use jsonschema::{Draft, PatternOptions, Registry, ValidationError, Validator};
 use serde_json::Value;
 
-/// The inbound event type names, derived from [`EventType::ALL`] (ICD order).
-pub const EVENT_TYPES: [&str; EventType::ALL.len()] = EventType::NAMES;
-
-/// The decision type names, derived from [`DecisionType::ALL`].
-pub const DECISION_TYPES: [&str; DecisionType::ALL.len()] = DecisionType::NAMES;
-
 /// The `$id` prefix of every schema; a schema's `$id` is this prefix plus its path under
 /// `schemas/`. The `.invalid` top-level domain never resolves, and nothing is ever fetched.
 const BASE_URI: &str = "https://handoff.invalid/schemas/";

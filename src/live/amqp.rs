@@ -4,6 +4,7 @@
 //! The topology here is the one shipped in `deploy/rabbitmq/definitions.json`; a test
 //! checks that the two agree.
 
+use handoff_core::model::EventType;
 use lapin::options::{
     BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
@@ -12,7 +13,6 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
 use crate::edge::reason::DeadLetterReason;
-use crate::edge::schemas::EVENT_TYPES;
 use crate::live::config;
 
 /// The content type of every message in and out (ICD section 1).
@@ -165,7 +165,7 @@ pub async fn declare_topology(ch: &Channel, c: &config::Amqp) -> lapin::Result<(
         &[("x-dead-letter-exchange", c.dead_letter_exchange.as_str())],
     )
     .await?;
-    for t in EVENT_TYPES {
+    for t in EventType::NAMES {
         bind(&c.queue, &c.events_exchange, t).await?;
     }
     Ok(())

@@ -30,8 +30,9 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
+use handoff_core::model::{DecisionType, EventType};
+
 use crate::edge::reason::DeadLetterReason;
-use crate::edge::schemas::{DECISION_TYPES, EVENT_TYPES};
 use crate::journal::{FileJournal, Journal, OutboxMark};
 use crate::live::amqp;
 use crate::live::config::{Config, ConfigError, LogFormat};
@@ -292,7 +293,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let metrics = Arc::new(Metrics::new());
     let reasons: Vec<&'static str> = DeadLetterReason::codes().collect();
-    metrics.preregister(&EVENT_TYPES, &DECISION_TYPES, &reasons);
+    metrics.preregister(&EventType::NAMES, &DecisionType::NAMES, &reasons);
     let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
