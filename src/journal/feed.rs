@@ -156,9 +156,7 @@ pub fn run<R: BufRead>(
                 continue;
             }
         };
-        let step = engine.handle(&event);
-        summary.count(&step.outcome);
-        summary.decisions += step.decisions.len() as u64;
+        let step = decide(engine, &mut summary, &event);
         observe(
             engine,
             Seen::Event {
@@ -190,4 +188,13 @@ pub fn note_for(outcome: &Outcome) -> Option<Note> {
         Outcome::NoEffect(why) => Some(Note::NoEffect(why)),
         Outcome::Rejected(r) => Some(Note::Rejected(r.as_str())),
     }
+}
+
+/// One valid event through the engine, counted: the body of the journal-to-engine loop that
+/// [`run`], start-up recovery (`live::pipeline::Recovering`) and `journal repair` share.
+pub fn decide(engine: &mut Engine, summary: &mut Summary, event: &Event) -> Step {
+    let step = engine.handle(event);
+    summary.count(&step.outcome);
+    summary.decisions += step.decisions.len() as u64;
+    step
 }

@@ -15,6 +15,7 @@ use std::io::{self, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::edge::envelope;
+use crate::journal::feed::{self, Summary};
 use crate::journal::read::{Line, LineReader};
 use crate::journal::{self, LineError, OutboxMark};
 use handoff_core::engine::Engine;
@@ -379,7 +380,7 @@ pub(crate) fn repair(path: &Path, mode: Mode) -> Result<Option<Repaired>, ToolEr
     // Decisions implied by the entries before the first line not kept: those are the same
     // in the repaired journal, so the outbox mark may stay up to there.
     let mut engine = Engine::new();
-    let mut prefix_decisions = 0u64;
+    let mut prefix = Summary::default();
     let mut dropped_any = false;
     scan(&file, path, |line| {
         let event = if mode == Mode::Truncate && dropped_any {
@@ -390,7 +391,7 @@ pub(crate) fn repair(path: &Path, mode: Mode) -> Result<Option<Repaired>, ToolEr
         match event {
             Some(event) => {
                 if !dropped_any {
-                    prefix_decisions += engine.handle(&event).decisions.len() as u64;
+                    feed::decide(&mut engine, &mut prefix, &event);
                 }
                 // An event's line is complete: `classify` refuses a torn one.
                 out.write_all(line.bytes)
@@ -436,8 +437,8 @@ pub(crate) fn repair(path: &Path, mode: Mode) -> Result<Option<Repaired>, ToolEr
         source: io::Error::other(e.to_string()),
     })?;
     let mut mark_lowered = None;
-    if !unreadable && published > prefix_decisions {
-        mark.store(prefix_decisions).map_err(|e| ToolError::Io {
+    if !unreadable && published > prefix.decisions {
+        mark.store(prefix.decisions).map_err(|e| ToolError::Io {
             path: mark.path().to_path_buf(),
             op: "lower",
             source: io::Error::other(e.to_string()),
@@ -445,7 +446,7 @@ pub(crate) fn repair(path: &Path, mode: Mode) -> Result<Option<Repaired>, ToolEr
         if let Ok(f) = File::open(mark.path()) {
             let _ = same_owner(&f, &metadata, mark.path());
         }
-        mark_lowered = Some((published, prefix_decisions));
+        mark_lowered = Some((published, prefix.decisions));
     }
     // The lock goes with the old file, which is no longer the journal.
     drop(file);

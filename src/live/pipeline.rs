@@ -32,6 +32,7 @@ use chrono::SubsecRound;
 use crate::edge::envelope;
 use crate::edge::reason::DeadLetterReason;
 use crate::edge::wire;
+use crate::journal::feed::{self, Summary};
 use crate::journal::{Journal, JournalError, unframed};
 use handoff_core::authz::{self, Agency};
 use handoff_core::engine::{Engine, Outcome, Reject};
@@ -227,6 +228,8 @@ struct Refusal {
 /// [`Recovering::finish`] with the journal opened for appending.
 pub struct Recovering {
     engine: Engine,
+    /// What the engine made of the journal, counted as replay counts it.
+    summary: Summary,
     marks: Marks,
     next: Marks,
     entries: u64,
@@ -239,6 +242,7 @@ impl Recovering {
     pub fn new(marks: Marks) -> Recovering {
         Recovering {
             engine: Engine::new(),
+            summary: Summary::default(),
             marks,
             next: Marks::default(),
             entries: 0,
@@ -251,7 +255,7 @@ impl Recovering {
     /// decides it again; what lies beyond the marks goes to the outbox.
     pub fn entry(&mut self, line: &str) -> Result<(), String> {
         let event = envelope::parse_event(line).map_err(|e| e.to_string())?;
-        let step = self.engine.handle(&event);
+        let step = feed::decide(&mut self.engine, &mut self.summary, &event);
         for d in &step.decisions {
             if self.next.decisions >= self.marks.decisions {
                 self.decisions
