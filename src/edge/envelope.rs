@@ -59,7 +59,7 @@ impl From<SchemaError> for Invalid {
 /// deep (the envelope, `data`, then a custodian or a list of texts), so anything past this
 /// is refused before it is parsed, with its own reason, rather than reaching serde_json's
 /// recursion limit (128) as a vague parse error.
-pub const MAX_DEPTH: usize = 16;
+pub(crate) const MAX_DEPTH: usize = 16;
 
 /// Parses and validates one message given as raw bytes (one JSON-lines line, or an AMQP
 /// body).
@@ -75,13 +75,13 @@ pub fn parse_event(text: &str) -> Result<Event, Invalid> {
 /// Bytes → JSON value: UTF-8, then the nesting depth, then JSON. Every reader of inbound
 /// messages (replay, the live service, `validate`) goes through here, so they refuse the
 /// same messages for the same reasons.
-pub fn parse_json(bytes: &[u8]) -> Result<Value, Invalid> {
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, Invalid> {
     let text = std::str::from_utf8(bytes).map_err(|e| Invalid::NotUtf8(e.valid_up_to()))?;
     parse_json_text(text)
 }
 
 /// Text → JSON value: the nesting depth, then JSON.
-pub fn parse_json_text(text: &str) -> Result<Value, Invalid> {
+pub(crate) fn parse_json_text(text: &str) -> Result<Value, Invalid> {
     if let Some(at) = too_deep(text.as_bytes(), MAX_DEPTH) {
         return Err(Invalid::TooDeep {
             limit: MAX_DEPTH,

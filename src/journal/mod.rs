@@ -483,7 +483,7 @@ fn sync_parent(path: &Path) -> Result<(), JournalError> {
 
 /// Makes a rename or a creation in `path`'s directory durable: fsyncs the directory (on
 /// Unix; elsewhere there is nothing to do).
-pub fn sync_dir_of(path: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir_of(path: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         let parent = match path.parent() {
@@ -536,7 +536,7 @@ impl OutboxMark {
     /// many of their dead letters RabbitMQ confirmed, as `<journal path>.dead-lettered`.
     /// It is a file of its own so that the decisions' mark keeps its meaning (ICD section
     /// 8; `handoff journal repair` lowers it by counting decisions).
-    pub fn refusals_beside(journal: &Path) -> OutboxMark {
+    pub(crate) fn refusals_beside(journal: &Path) -> OutboxMark {
         let mut name = journal.as_os_str().to_owned();
         name.push(".dead-lettered");
         OutboxMark { path: name.into() }
@@ -550,7 +550,7 @@ impl OutboxMark {
     /// The stored count, and whether the file was unreadable. A missing file gives (0, false).
     /// A file that cannot be parsed gives (0, true): republishing everything is safe
     /// (at-least-once, and decision ids are deterministic), losing a decision is not.
-    pub fn load(&self) -> Result<(u64, bool), JournalError> {
+    pub(crate) fn load(&self) -> Result<(u64, bool), JournalError> {
         let mut text = Vec::new();
         match File::open(&self.path) {
             // A valid mark is at most 21 bytes; anything much longer is garbage anyway.

@@ -19,18 +19,18 @@ use crate::live::config;
 pub const CONTENT_TYPE: &str = "application/cloudevents+json";
 
 /// Header naming why an inbound message was dead-lettered (a reason code).
-pub const REASON_HEADER: &str = "x-handoff-reason";
+pub(crate) const REASON_HEADER: &str = "x-handoff-reason";
 /// Header with the specific explanation behind the reason code.
-pub const DETAIL_HEADER: &str = "x-handoff-detail";
+pub(crate) const DETAIL_HEADER: &str = "x-handoff-detail";
 /// Header with the `user-id` the dead-lettered message was published with, if any.
-pub const USER_HEADER: &str = "x-handoff-user-id";
+pub(crate) const USER_HEADER: &str = "x-handoff-user-id";
 /// Header on a dead letter recomputed from the journal after a crash or restart: the
 /// AMQP user it came with is not journaled, so this names the agency that sends such an
 /// event (`authz::usual_sender`) instead, and [`RECOVERED_HEADER`] says so.
-pub const AGENCY_HEADER: &str = "x-handoff-agency";
+pub(crate) const AGENCY_HEADER: &str = "x-handoff-agency";
 /// Header (`true`) on a dead letter recomputed from the journal rather than taken from
 /// the delivery itself: its body is the journaled event (with `handoffreceived`).
-pub const RECOVERED_HEADER: &str = "x-handoff-recovered";
+pub(crate) const RECOVERED_HEADER: &str = "x-handoff-recovered";
 
 /// Opens a connection named `name` (the name shows in RabbitMQ's management UI). With an
 /// `amqps://` URL the connection uses TLS with `tls`: its CA trusted besides the platform's
@@ -48,7 +48,7 @@ pub async fn connect(
 /// The TLS error behind a failed connection, when it is one: the broker's certificate is
 /// not trusted, the broker refused or required a client certificate, or the port does not
 /// speak TLS. Reconnecting cannot mend any of these.
-pub fn tls_failure(e: &lapin::Error) -> Option<&rustls::Error> {
+pub(crate) fn tls_failure(e: &lapin::Error) -> Option<&rustls::Error> {
     let lapin::ErrorKind::IOError(io) = e.kind() else {
         return None;
     };
@@ -173,7 +173,7 @@ pub async fn declare_topology(ch: &Channel, c: &config::Amqp) -> lapin::Result<(
 
 /// Properties of a published decision: persistent, typed, and identified by the
 /// decision id so that consumers can deduplicate a republished decision.
-pub fn decision_properties(id: &str, decision_type: &str) -> BasicProperties {
+pub(crate) fn decision_properties(id: &str, decision_type: &str) -> BasicProperties {
     BasicProperties::default()
         .with_content_type(CONTENT_TYPE.into())
         .with_delivery_mode(2)
@@ -185,7 +185,7 @@ pub fn decision_properties(id: &str, decision_type: &str) -> BasicProperties {
 /// Properties of a dead-lettered message: the original headers and identifying
 /// properties, persistent, with the reason, its explanation and the original user-id
 /// added as headers.
-pub fn dead_letter_properties(
+pub(crate) fn dead_letter_properties(
     original: &BasicProperties,
     reason: DeadLetterReason,
     detail: &str,
@@ -235,7 +235,7 @@ pub fn dead_letter_properties(
 /// the agency that sends such an event, and `x-handoff-recovered: true`. There is no
 /// `x-handoff-user-id`: the journal does not record the AMQP user, and the header must not
 /// claim a sender nobody saw.
-pub fn recovered_dead_letter_properties(
+pub(crate) fn recovered_dead_letter_properties(
     reason: DeadLetterReason,
     detail: &str,
     agency: &str,

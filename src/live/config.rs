@@ -199,7 +199,7 @@ pub enum ConfigError {
 
 /// The environment variables read by [`Config::load`], with what they set. `--help`
 /// prints this list.
-pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+pub(crate) const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("HANDOFF_AMQP_URL", "amqp.url"),
     ("HANDOFF_AMQP_TLS_CA", "amqp.tls.ca_file (empty: none)"),
     ("HANDOFF_AMQP_TLS_CERT", "amqp.tls.cert_file (empty: none)"),
@@ -221,7 +221,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
 ];
 
 /// The environment overrides as lines for `--help`.
-pub fn env_help() -> String {
+pub(crate) fn env_help() -> String {
     ENV_OVERRIDES
         .iter()
         .map(|(name, what)| format!("  {name:<22} {what}"))
@@ -231,7 +231,7 @@ pub fn env_help() -> String {
 
 impl Config {
     /// Reads `path` (when given), applies the environment, and checks the result.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    pub(crate) fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config = match path {
             Some(path) => Config::from_toml(
                 &std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -256,7 +256,10 @@ impl Config {
     }
 
     /// Applies the overrides of [`ENV_OVERRIDES`], reading variables through `var`.
-    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+    pub(crate) fn apply_env(
+        &mut self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
         if let Some(v) = var("HANDOFF_AMQP_URL") {
             self.amqp.url = v;
         }
@@ -356,7 +359,7 @@ impl Config {
     }
 
     /// The HTTP listen address, `None` when turned off.
-    pub fn http_listen(&self) -> Result<Option<SocketAddr>, ConfigError> {
+    pub(crate) fn http_listen(&self) -> Result<Option<SocketAddr>, ConfigError> {
         if self.http.listen.is_empty() {
             return Ok(None);
         }
@@ -374,7 +377,7 @@ impl Config {
 impl Tls {
     /// Applies `HANDOFF_AMQP_TLS_CA`, `_CERT` and `_KEY`, read through `var`; an empty
     /// value removes the file's setting.
-    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+    pub(crate) fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
         for (name, field) in [
             ("HANDOFF_AMQP_TLS_CA", &mut self.ca_file),
             ("HANDOFF_AMQP_TLS_CERT", &mut self.cert_file),
@@ -390,7 +393,7 @@ impl Tls {
     /// not `amqps://`, a certificate without its key (or the reverse), and a file that
     /// cannot be read or holds no PEM of the right kind are errors naming the setting and
     /// the path. Neither the URL nor anything read from a file goes into an error.
-    pub fn load(&self, url: &str) -> Result<TlsMaterial, ConfigError> {
+    pub(crate) fn load(&self, url: &str) -> Result<TlsMaterial, ConfigError> {
         let any = self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some();
         let scheme = url.split_once("://").map_or("", |(s, _)| s);
         if any && !scheme.eq_ignore_ascii_case("amqps") {
@@ -486,7 +489,7 @@ fn certificates(setting: &'static str, path: &Path, pem: &[u8]) -> Result<(), Co
 /// Checks that `url` is an AMQP URL lapin can connect with. The parser's reason is given
 /// unless it quotes the URL (lapin's does for a URL without `//`), which would print the
 /// password: then only the expected form is.
-pub fn check_url(url: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_url(url: &str) -> Result<(), ConfigError> {
     let form = "the form is amqp://user:password@host:port/vhost (or amqps://)";
     match url.parse::<lapin::uri::AMQPUri>() {
         Ok(_) => Ok(()),
@@ -502,7 +505,7 @@ pub fn check_url(url: &str) -> Result<(), ConfigError> {
 }
 
 /// Reads `user=agency,user=agency` (the form of `HANDOFF_PUBLISHERS`).
-pub fn parse_publishers(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+pub(crate) fn parse_publishers(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
     text.split(',')
         .map(str::trim)
         .filter(|pair| !pair.is_empty())

@@ -26,10 +26,10 @@ use tokio::time::timeout;
 use crate::live::metrics::Metrics;
 
 /// The largest request head (request line and header lines) read; a longer one gets 431.
-pub const MAX_HEAD: usize = 8 * 1024;
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
 
 /// How long a client has to send the whole request head; a slower one gets 408.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long writing the response may take before the connection is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,23 +63,23 @@ pub struct Health {
 
 impl Health {
     /// Whether the service is connected to RabbitMQ.
-    pub fn set_connected(&self, v: bool) {
+    pub(crate) fn set_connected(&self, v: bool) {
         self.connected.store(v, Ordering::Relaxed);
     }
 
     /// Whether the journal has been recovered (read back and fed to the engine).
-    pub fn set_recovered(&self, v: bool) {
+    pub(crate) fn set_recovered(&self, v: bool) {
         self.recovered.store(v, Ordering::Relaxed);
     }
 
     /// Whether the decisions recovered from the outbox (journaled but never confirmed) have
     /// all been published.
-    pub fn set_caught_up(&self, v: bool) {
+    pub(crate) fn set_caught_up(&self, v: bool) {
         self.caught_up.store(v, Ordering::Relaxed);
     }
 
     /// Whether shutdown has begun.
-    pub fn set_stopping(&self, v: bool) {
+    pub(crate) fn set_stopping(&self, v: bool) {
         self.stopping.store(v, Ordering::Relaxed);
     }
 
@@ -93,7 +93,7 @@ impl Health {
     ///
     /// Shutdown is named first, since it is final; then the start-up stages in the order they
     /// are done (journal, connection, outbox), so the reason names the stage in progress.
-    pub fn not_ready_reason(&self) -> Option<&'static str> {
+    pub(crate) fn not_ready_reason(&self) -> Option<&'static str> {
         if self.stopping.load(Ordering::Relaxed) {
             Some("shutting down\n")
         } else if !self.recovered.load(Ordering::Relaxed) {

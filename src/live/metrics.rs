@@ -169,7 +169,7 @@ impl Metrics {
     /// before it first happens. (A series that appears only at its first increment hides that
     /// increment from `rate()` and `increase()`.) Until a labelled counter has a label value,
     /// [`Metrics::encode`] leaves it out entirely, `# HELP` and `# TYPE` included.
-    pub fn preregister(
+    pub(crate) fn preregister(
         &self,
         event_types: &[&'static str],
         decision_types: &[&'static str],
@@ -188,19 +188,19 @@ impl Metrics {
     }
 
     /// Counts an event accepted (journaled), by its type (`ice.detainer.issued`).
-    pub fn event_in(&self, event_type: &'static str) {
+    pub(crate) fn event_in(&self, event_type: &'static str) {
         self.events_in
             .get_or_create(&TypeLabel { r#type: event_type })
             .inc();
     }
 
     /// Counts an event dropped as a duplicate.
-    pub fn duplicate(&self) {
+    pub(crate) fn duplicate(&self) {
         self.duplicates.inc();
     }
 
     /// Counts a decision published and confirmed, by its type (`handoff.hold`).
-    pub fn decision_out(&self, decision_type: &'static str) {
+    pub(crate) fn decision_out(&self, decision_type: &'static str) {
         self.decisions_out
             .get_or_create(&TypeLabel {
                 r#type: decision_type,
@@ -209,49 +209,49 @@ impl Metrics {
     }
 
     /// Counts a delivery dead-lettered, by the short reason it was rejected for (`schema`).
-    pub fn dead_letter(&self, reason: &'static str) {
+    pub(crate) fn dead_letter(&self, reason: &'static str) {
         self.dead_letters
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 
     /// Counts a decision the broker returned as unroutable.
-    pub fn unroutable(&self) {
+    pub(crate) fn unroutable(&self) {
         self.unroutable.inc();
     }
 
     /// Counts a reconnection to RabbitMQ.
-    pub fn reconnect(&self) {
+    pub(crate) fn reconnect(&self) {
         self.reconnects.inc();
     }
 
     /// Records the duration of one fsync of the journal.
-    pub fn observe_fsync(&self, d: Duration) {
+    pub(crate) fn observe_fsync(&self, d: Duration) {
         self.fsync.observe(d.as_secs_f64());
     }
 
     /// Records the time from a delivery's receipt to the confirmation of all its decisions.
-    pub fn observe_confirm_latency(&self, d: Duration) {
+    pub(crate) fn observe_confirm_latency(&self, d: Duration) {
         self.confirm_latency.observe(d.as_secs_f64());
     }
 
     /// Sets the number of entries in the journal.
-    pub fn set_journal_entries(&self, n: u64) {
+    pub(crate) fn set_journal_entries(&self, n: u64) {
         self.journal_entries.set(n);
     }
 
     /// Sets the number of journaled decisions not yet confirmed by the broker.
-    pub fn set_unpublished(&self, n: u64) {
+    pub(crate) fn set_unpublished(&self, n: u64) {
         self.unpublished.set(n);
     }
 
     /// Sets whether the service is connected to RabbitMQ (1) or not (0).
-    pub fn set_connected(&self, up: bool) {
+    pub(crate) fn set_connected(&self, up: bool) {
         self.connected.set(u64::from(up));
     }
 
     /// Renders every metric in the OpenMetrics text format, ending with `# EOF`.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
         // Writing to a String cannot fail, and neither can encoding these label values.
         encode(&mut out, &self.registry).expect("encoding metrics into a String cannot fail");

@@ -578,7 +578,7 @@ impl<J: Journal, M> Pipeline<J, M> {
     }
 
     /// Decisions handed out and not yet confirmed.
-    pub fn unpublished(&self) -> usize {
+    pub(crate) fn unpublished(&self) -> usize {
         self.decisions.len()
     }
 
@@ -626,7 +626,7 @@ enum Taken {
 }
 
 /// The explanation of a refusal by the rules.
-pub fn refusal_detail(r: Reject) -> String {
+pub(crate) fn refusal_detail(r: Reject) -> String {
     match r {
         Reject::UnknownOffer => "no open first-refusal offer has this offer_id for this person (never made, voided or already answered)".into(),
         Reject::LateResponse => {

@@ -27,11 +27,11 @@ use handoff_core::authz;
 use handoff_core::model::Event;
 
 /// The broker when neither `--url` nor `HANDOFF_AMQP_URL` names one.
-pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub(crate) const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// `handoff publish` arguments.
 #[derive(Debug, clap::Args)]
-pub struct PublishArgs {
+pub(crate) struct PublishArgs {
     /// The JSON-lines file of events; `-` reads standard input.
     pub file: PathBuf,
     /// The broker's AMQP URL [default: $HANDOFF_AMQP_URL, else
@@ -63,7 +63,7 @@ pub struct PublishArgs {
 /// Runs `handoff publish`: 0 when every event was published and confirmed, 1 when a line
 /// is invalid (then nothing is published) or a message was returned or nacked, 2 when the
 /// file, the configuration or the broker could not be used.
-pub fn run(args: &PublishArgs) -> ExitCode {
+pub(crate) fn run(args: &PublishArgs) -> ExitCode {
     match run_inner(args) {
         Ok(code) => code,
         Err(Fatal(message)) => {

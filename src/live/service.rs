@@ -91,7 +91,7 @@ impl ServeError {
     /// ([`EXIT_JOURNAL_FAILED`]) whenever the journal could not be read or written, at
     /// start-up as while serving; 1 otherwise (a damaged journal included: a restart
     /// cannot mend it, `handoff journal verify` and `repair` can).
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             ServeError::Journal(j) if j.is_io() => EXIT_JOURNAL_FAILED,
             _ => 1,
@@ -101,7 +101,7 @@ impl ServeError {
 
 /// The pipeline as the service runs it: the file journal, and the AMQP properties of
 /// each delivery carried along for its dead letter.
-pub type LivePipeline = Pipeline<FileJournal, BasicProperties>;
+pub(crate) type LivePipeline = Pipeline<FileJournal, BasicProperties>;
 
 /// A batch on its way to the publisher, with when its deliveries arrived.
 struct Publishing {
@@ -227,7 +227,7 @@ impl Core {
 
 /// Runs `handoff serve` to the end: recovery, then sessions with RabbitMQ until SIGTERM or
 /// SIGINT, reconnecting with backoff whenever a session fails.
-pub fn run(config_path: Option<&Path>) -> ExitCode {
+pub(crate) fn run(config_path: Option<&Path>) -> ExitCode {
     let config = match Config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
@@ -268,7 +268,7 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
 
 /// The exit status when a journal write or fsync failed while serving (a full disk, an IO
 /// error): `EX_TEMPFAIL` from sysexits.h, since a restart succeeds once the disk is fixed.
-pub const EXIT_JOURNAL_FAILED: u8 = 75;
+pub(crate) const EXIT_JOURNAL_FAILED: u8 = 75;
 
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
