@@ -232,7 +232,6 @@ pub struct Recovering {
     summary: Summary,
     marks: Marks,
     next: Marks,
-    entries: u64,
     decisions: VecDeque<Arc<Outgoing>>,
     refusals: Vec<Refusal>,
 }
@@ -245,7 +244,6 @@ impl Recovering {
             summary: Summary::default(),
             marks,
             next: Marks::default(),
-            entries: 0,
             decisions: VecDeque::new(),
             refusals: Vec::new(),
         }
@@ -275,7 +273,6 @@ impl Recovering {
             }
             self.next.refusals += 1;
         }
-        self.entries += 1;
         Ok(())
     }
 
@@ -325,7 +322,7 @@ impl Recovering {
         // overdue decisions to the outbox the way every batch goes.
         p.poll_batch()?;
         let recovered = Recovered {
-            entries: self.entries,
+            entries: self.summary.events,
             implied: p.next,
             unpublished: p.decisions.len(),
             undead: p.refusals.len(),
