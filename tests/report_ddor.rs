@@ -537,6 +537,8 @@ fn week_expected() -> DdorReport {
         },
         declined: DeclinedReleases {
             total: 206,
+            at_release: 206,
+            during_hold: 0,
             convicted: 90,
             charged: 116,
             none: 0,
@@ -687,8 +689,8 @@ fn edge_log() -> Log {
         release_due("P-NONE", travis, t("2017-03-03T05:00:00Z")),
     );
 
-    // R3.7: Clark County holds, then declines the detainer (issued 5): basis
-    // detainer_declined, but not a declined release for the report.
+    // R3.7: Clark County holds, then declines the detainer (issued 5): a declined
+    // release for the report too (ICD section 7), counted apart as during a hold.
     log.at(
         t("2017-03-04T00:00:00Z"),
         detainer("D-H7", "P-H7", local(clark), "charged", &["burglary"]),
@@ -795,18 +797,22 @@ fn period_edges_duplicates_and_other_releases() {
             ],
         },
         declined: DeclinedReleases {
-            // P-OLD2 (convicted, robbery), P-RE (convicted as re-issued), P-EDGE (none),
-            // P-K1 (charged).
-            total: 4,
+            // At release (R3.2): P-OLD2 (convicted, robbery), P-RE (convicted as
+            // re-issued), P-EDGE (none), P-K1 (charged). During a hold (R3.7): P-H7
+            // (charged, burglary), in Clark County, which honors detainers.
+            total: 5,
+            at_release: 4,
+            during_hold: 1,
             convicted: 2,
-            charged: 1,
+            charged: 2,
             none: 1,
-            by_state: vec![sc("TX", 3), sc("unknown", 1)],
+            by_state: vec![sc("TX", 3), sc("NV", 1), sc("unknown", 1)],
             in_non_honoring: 4,
-            in_honoring: 0,
+            in_honoring: 1,
         },
         offenses: vec![
             oc("assault", 1),
+            oc("burglary", 1),
             oc("homicide", 1),
             oc("identity theft", 1),
             oc("robbery", 1),
@@ -917,6 +923,8 @@ fn policy_at_the_time_of_the_release() {
         },
         declined: DeclinedReleases {
             total: 8,
+            at_release: 8,
+            during_hold: 0,
             convicted: 2,
             charged: 6,
             none: 0,
@@ -978,6 +986,8 @@ top_jurisdiction,ca-santa-clara-county,25
 top_jurisdiction,tx-el-paso-county,25
 top_jurisdiction,tx-hidalgo-county,24
 declined,total,206
+declined,at_release,206
+declined,during_hold,0
 declined,convicted,90
 declined,charged,116
 declined,none,0
@@ -1008,7 +1018,9 @@ fn markdown_rendering_has_the_tables() {
     ));
     for needle in [
         "| Detainers issued | 3083 |",
-        "| Released despite a detainer (R3.2) | 206 |",
+        "| Released despite a detainer (R3.2, R3.7) | 206 |",
+        "| at release (R3.2) | 206 |",
+        "| during a hold (R3.7) | 0 |",
         "| convicted | 90 |",
         "| charged | 116 |",
         "| in jurisdictions not honoring detainers | 187 |",

@@ -186,13 +186,10 @@ impl Ddor {
         id
     }
 
-    /// Counts a declined release (R3.2) decided in the period.
-    ///
-    /// Only R3.2 counts: the ICD marks it as "a declined detainer for the report". R3.7
-    /// (the jurisdiction declines the detainer during a hold) also has basis
-    /// `detainer_declined`, but the person was held for ICE first, so it is not counted.
+    /// Counts a declined release decided in the period: R3.2 (at release) and R3.7
+    /// (during a hold), both "a declined detainer for the report" (ICD section 7).
     fn decision(&mut self, engine: &Engine, d: &Decision) {
-        if d.rule != Rule::R3_2 || !self.in_period(d.time) {
+        if !matches!(d.rule, Rule::R3_2 | Rule::R3_7) || !self.in_period(d.time) {
             return;
         }
         let DecisionBody::Release {
@@ -209,6 +206,11 @@ impl Ddor {
         });
         let status = issued.map_or(CriminalStatus::None, |i| i.status);
         self.declined.total += 1;
+        if d.rule == Rule::R3_2 {
+            self.declined.at_release += 1;
+        } else {
+            self.declined.during_hold += 1;
+        }
         match status {
             CriminalStatus::Convicted => self.declined.convicted += 1,
             CriminalStatus::Charged => self.declined.charged += 1,
@@ -337,13 +339,17 @@ pub struct JurisdictionCount {
     pub count: u64,
 }
 
-/// Releases despite a detainer decided in the period: releases under rule R3.2, which
-/// the ICD marks as "a declined detainer for the report". R3.7 releases (a jurisdiction
-/// declines the detainer during a hold) also have basis `detainer_declined` but are not
-/// counted: the person was held for ICE first.
+/// Releases despite a detainer decided in the period (ICD section 7): releases under
+/// R3.2 (the jurisdiction released at the normal time: it does not honor detainers, or
+/// had declined every active one) and under R3.7 (it declined the detainer during a
+/// hold), both with basis `detainer_declined`. Each rule is also counted on its own.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DeclinedReleases {
     pub total: u64,
+    /// R3.2: released at the normal time despite the detainer.
+    pub at_release: u64,
+    /// R3.7: the jurisdiction declined the detainer during its hold.
+    pub during_hold: u64,
     /// By the `criminal_status` of the released detainer as issued.
     pub convicted: u64,
     pub charged: u64,
@@ -419,6 +425,8 @@ impl DdorReport {
         }
         let d = &self.declined;
         row("declined", "total", d.total);
+        row("declined", "at_release", d.at_release);
+        row("declined", "during_hold", d.during_hold);
         row("declined", "convicted", d.convicted);
         row("declined", "charged", d.charged);
         row("declined", "none", d.none);
@@ -448,7 +456,9 @@ Events with a clock time from {} (included) to {} (excluded).\n\n\
             &["figure", "count"],
             &[
                 ("Detainers issued", self.detainers_issued.total),
-                ("Released despite a detainer (R3.2)", d.total),
+                ("Released despite a detainer (R3.2, R3.7)", d.total),
+                ("at release (R3.2)", d.at_release),
+                ("during a hold (R3.7)", d.during_hold),
                 ("convicted", d.convicted),
                 ("charged", d.charged),
                 ("no criminal record (none)", d.none),
@@ -497,8 +507,9 @@ Events with a clock time from {} (included) to {} (excluded).\n\n\
         let d = &self.declined;
         let mut body = format!(
             "<h1>{}</h1>\n<p class=\"note\">Events with a clock time from {} (included) to {} \
-(excluded). A declined detainer is a release under rule R3.2: the jurisdiction did not \
-honor detainers, or declined this one. Jurisdictions are identified by code.</p>\n",
+(excluded). A declined detainer is a release under rule R3.2 (the jurisdiction did not \
+honor detainers, or had declined every active one) or R3.7 (it declined the detainer during \
+its hold). Jurisdictions are identified by code.</p>\n",
             html::escape(&self.title()),
             html::escape(&self.from),
             html::escape(&self.to),
@@ -506,6 +517,8 @@ honor detainers, or declined this one. Jurisdictions are identified by code.</p>
         body.push_str(&html::totals(&[
             ("detainers issued", self.detainers_issued.total.to_string()),
             ("released despite a detainer", d.total.to_string()),
+            ("at release (R3.2)", d.at_release.to_string()),
+            ("during a hold (R3.7)", d.during_hold.to_string()),
             ("convicted", d.convicted.to_string()),
             ("charged", d.charged.to_string()),
             ("no criminal record", d.none.to_string()),
@@ -592,6 +605,8 @@ mod tests {
             },
             declined: DeclinedReleases {
                 total: 1,
+                at_release: 1,
+                during_hold: 0,
                 convicted: 0,
                 charged: 1,
                 none: 0,
