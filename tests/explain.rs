@@ -57,6 +57,56 @@ fn first_refusal_offer_then_acceptance_then_return_agreement() {
 }
 
 #[test]
+fn ice_takes_custody_from_bop_then_places_the_person_in_a_freed_bed() {
+    let t = explain(&week(), "P-170011");
+    assert_eq!(
+        explanations(&t),
+        [
+            "2017-02-02T09:30:00Z R4.1: ICE takes custody of a person BOP fci-bastrop holds, with \
+             no first-refusal offer open and no hold; ICE detainer D-5011 active (charged: illegal \
+             reentry) → transfer from BOP fci-bastrop to ICE at 2017-02-02T09:30:00Z \
+             (custody_assumed)",
+            // P-170001 left detention under a writ at 09:00, freeing the bed.
+            "2017-02-02T09:30:00Z R4.2: ICE holds the person; criminal status charged; 41499 of \
+             41500 funded beds occupied → detained (detainer)",
+        ]
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+    );
+}
+
+#[test]
+fn ice_taking_custody_during_an_open_offer_accepts_it() {
+    let t = explain(&week(), "P-170012");
+    let lines = explanations(&t);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(
+        lines[1].starts_with(
+            "2017-02-02T09:45:00Z R1.7: ICE takes custody while its first-refusal offer "
+        ),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[1].ends_with(
+            "is open: the offer is accepted → transfer from BOP fci-bastrop to ICE at \
+             2017-02-02T12:00:00Z (first_refusal_accepted)"
+        ),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].starts_with("2017-02-02T09:45:00Z R4.2:"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].starts_with("2017-02-02T14:00:00Z R2.2:"),
+        "{}",
+        lines[3]
+    );
+}
+
+#[test]
 fn hold_lapsing_on_the_timer_and_the_late_report() {
     let t = explain(&week(), "P-170023");
     let lines = explanations(&t);
@@ -104,7 +154,7 @@ fn declined_detainer_and_placement_facts() {
     let lines = explanations(&t);
     assert_eq!(
         lines.last().unwrap(),
-        "2017-02-01T16:00:00Z R4: ICE holds the person; criminal status none; 41500 of 41500 \
+        "2017-02-01T16:00:00Z R4.2: ICE holds the person; criminal status none; 41500 of 41500 \
          funded beds occupied → Alternatives to Detention, telephonic (capacity)"
     );
 }

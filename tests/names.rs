@@ -7,7 +7,7 @@ use handoff::edge::reason::DeadLetterReason;
 use handoff::edge::schemas;
 use handoff_core::model::{
     Answer, Basis, Condition, CriminalStatus, CustodianKind, DecisionType, EventType, Monitoring,
-    Placement, WritKind,
+    Placement, Rule, WritKind,
 };
 use serde_json::Value;
 
@@ -107,6 +107,13 @@ fn schema_enumerations_are_the_enums() {
 
 /// The schema table holds one schema per type, named after it, and each schema says its
 /// own type.
+#[test]
+fn the_schema_lists_every_rule_and_nothing_else() {
+    let defs = schema("defs.json");
+    let rules: Vec<&str> = Rule::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(strings(&defs["$defs"]["rule"]["enum"]), names(&rules));
+}
+
 #[test]
 fn one_schema_per_type_named_after_it() {
     let paths: Vec<&str> = schemas::files().iter().map(|(p, _)| *p).collect();

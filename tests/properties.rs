@@ -6,7 +6,13 @@
 //! - every hold ends exactly once once time passes its end;
 //! - a person never has two custodians (the engine's view equals the one the decisions
 //!   and events imply);
-//! - every transfer or release comes from the current custodian;
+//! - every transfer or release comes from the current custodian, and custody changes
+//!   only through a transfer or release decision (or an event naming the custodian of a
+//!   person who has none);
+//! - a released person held again by a fresh release notice is decided on again;
+//! - a writ is executed at most once; nobody ICE detains is placed again;
+//! - ICE's occupancy is what the capacity reports and the placements and departures
+//!   since imply, never below zero;
 //! - no decision without a rule id, and every decision satisfies its schema;
 //! - the same events always give the same decisions (a fresh engine, with its own hash
 //!   seeds, replays them byte for byte).
@@ -61,6 +67,8 @@ enum Op {
     Writ {
         p: u8,
         j: usize,
+        /// Writ ids repeat across steps: a writ issued again must not apply again.
+        w: u8,
     },
     LocalRelease {
         p: u8,
@@ -102,7 +110,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (p.clone(), -3000..6000i64).prop_map(|(p, offset)| Op::BopRelease { p, offset }),
         2 => (p.clone(), 0..4usize, any::<bool>())
             .prop_map(|(p, k, accept)| Op::Respond { p, k, accept }),
-        1 => (p.clone(), j.clone()).prop_map(|(p, j)| Op::Writ { p, j }),
+        1 => (p.clone(), j.clone(), 0..4u8).prop_map(|(p, j, w)| Op::Writ { p, j, w }),
         3 => (p.clone(), j.clone(), -3000..6000i64)
             .prop_map(|(p, j, offset)| Op::LocalRelease { p, j, offset }),
         1 => (p.clone(), 0..3u8, j.clone()).prop_map(|(p, d, j)| Op::Decline { p, d, j }),
@@ -212,8 +220,8 @@ impl Scenario {
                     },
                 }
             }
-            Op::Writ { p, j } => EventBody::WritIssued {
-                writ_id: format!("W-{}", self.events.len()),
+            Op::Writ { p, j, w } => EventBody::WritIssued {
+                writ_id: format!("W-{w}"),
                 person_id: person(p),
                 jurisdiction_id: JURISDICTIONS[j].to_owned(),
                 kind: WritKind::AdProsequendum,
@@ -293,31 +301,11 @@ fn run(steps: &[(i64, Op)]) -> Result<Scenario, TestCaseError> {
         let event = s.event(*dt, op);
         s.t = event.time;
         let step = s.engine.handle(&event);
-        if step.outcome != Outcome::Duplicate {
-            match &event.body {
-                EventBody::DetainerIssued {
-                    person_id,
-                    custodian,
-                    ..
-                } => tracker.name(person_id, custodian.clone()),
-                EventBody::BopReleaseScheduled {
-                    person_id,
-                    facility,
-                    ..
-                } => tracker.name(person_id, Custodian::Bop(facility.clone())),
-                EventBody::LocalReleaseDue {
-                    person_id,
-                    jurisdiction_id,
-                    ..
-                } => tracker.name(person_id, Custodian::Local(jurisdiction_id.clone())),
-                _ => {}
-            }
-        } else {
+        if step.outcome == Outcome::Duplicate {
             prop_assert!(step.decisions.is_empty());
         }
         for d in &step.decisions {
             decision_is_sound(d)?;
-            tracker.decision(d).map_err(TestCaseError::fail)?;
             if let DecisionBody::Offer { offer_id, .. } = &d.body {
                 s.offers
                     .entry(d.person_id.clone())
@@ -325,24 +313,13 @@ fn run(steps: &[(i64, Op)]) -> Result<Scenario, TestCaseError> {
                     .push(offer_id.clone());
             }
         }
-        if step.outcome != Outcome::Duplicate
-            && let EventBody::CustodyAssumed { person_id, .. } = &event.body
-        {
-            let since = match tracker.get(person_id) {
-                Whereabouts::Held {
-                    by: Custodian::Ice,
-                    since,
-                } => since,
-                _ => Some(s.t),
-            };
-            tracker.whereabouts.insert(
-                person_id.clone(),
-                Whereabouts::Held {
-                    by: Custodian::Ice,
-                    since,
-                },
-            );
-        }
+        let clock = s.engine.clock().expect("an event sets the clock");
+        tracker
+            .step(&event, &step.outcome, clock, &step.decisions)
+            .map_err(TestCaseError::fail)?;
+        tracker
+            .occupancy_agrees(&s.engine)
+            .map_err(TestCaseError::fail)?;
         for p in 0..PEOPLE {
             let p = person(p);
             prop_assert!(
@@ -363,6 +340,9 @@ fn run(steps: &[(i64, Op)]) -> Result<Scenario, TestCaseError> {
         tracker.decision(&d).map_err(TestCaseError::fail)?;
         s.decisions.push(d);
     }
+    tracker
+        .occupancy_agrees(&s.engine)
+        .map_err(TestCaseError::fail)?;
     prop_assert!(
         tracker.holds.is_empty(),
         "holds still open: {:?}",

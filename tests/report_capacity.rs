@@ -285,8 +285,10 @@ fn the_sample_week() {
     let log = std::fs::read_to_string(manifest_path("samples/week.jsonl")).unwrap();
     let r = report(&log, None, 122.0);
     // Capacity 41,500 / 41,498 from 28 January; P-170001 detained on 31 January
-    // (convicted), P-170022 on 1 February (the last bed); the update of 3 February
-    // reports 41,502.
+    // (convicted), P-170022 on 1 February (the last bed). On 2 February P-170001 leaves
+    // under a writ (41,499), P-170011 takes the freed bed (41,500), P-170012 is detained
+    // over capacity (convicted, 41,501) and leaves under R2.2 (41,500). The update of 3
+    // February reports 41,502.
     assert_eq!(
         days(&r),
         vec![
@@ -307,14 +309,14 @@ fn the_sample_week() {
     assert_eq!(
         placements(&r),
         vec![
-            ("detain", "priority_detention", "", 1),
-            ("detain", "detainer", "", 1),
+            ("detain", "priority_detention", "", 2),
+            ("detain", "detainer", "", 2),
             ("atd", "capacity", "ankle_monitor", 1),
             ("atd", "capacity", "telephonic", 1),
             ("atd", "capacity", "office_checkin", 0),
         ]
     );
-    assert_eq!(r.placements_by_placement, ByPlacement { detain: 2, atd: 2 });
+    assert_eq!(r.placements_by_placement, ByPlacement { detain: 4, atd: 2 });
     assert_eq!(
         r.atd_by_monitoring,
         ByMonitoring {

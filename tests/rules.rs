@@ -10,6 +10,8 @@ use support::*;
 
 const J: &str = "tx-travis-county";
 const K: &str = "tx-hays-county";
+/// A third jurisdiction, where a case needs one.
+const L: &str = "tx-bexar-county";
 const FCI: &str = "fci-bastrop";
 /// The release date used by most federal cases.
 const REL: &str = "2017-02-01T12:00:00Z";
@@ -354,8 +356,8 @@ fn r2_2_claim_lodged_by_a_jurisdiction_that_already_has_an_agreement() {
 }
 
 #[test]
-fn r2_2_only_the_claimant_counts() {
-    // K gains an agreement, but J's claim came first: J is the claimant, so nothing moves.
+fn r2_2_agreeing_claim_behind_an_earlier_claim() {
+    // J's claim came first but J has no agreement: it does not stand in the way of K's.
     let log = Log::new()
         .at(
             "2017-01-28T09:00:00Z",
@@ -369,7 +371,136 @@ fn r2_2_only_the_claimant_counts() {
         log,
         None,
         "#0 2017-01-29T09:00:00Z R1.2 transfer P-2003 by=e2 from=bop:fci-bastrop to=ice:ice \
-         basis=detainer conditions= effective_at=2017-02-01T12:00:00Z detainer_id=D-23",
+         basis=detainer conditions= effective_at=2017-02-01T12:00:00Z detainer_id=D-23
+         #1 2017-02-04T09:00:00Z R2.2 transfer P-2003 by=e5 from=ice:ice to=local:tx-hays-county \
+         basis=return_agreement conditions=return_to_ice_before_release \
+         effective_at=2017-02-04T09:00:00Z claim_id=C-24",
+    );
+}
+
+#[test]
+fn r2_2_a_policy_gaining_an_agreement_decides_for_each_person_in_claim_order() {
+    // P-2006's claim by J was lodged before P-2005's, so P-2006 moves first; P-2007 is
+    // not held by ICE, so J's claim on them decides nothing.
+    let log = Log::new()
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-25", "P-2005", bop(FCI), "none"),
+        )
+        .at(
+            "2017-01-28T09:01:00Z",
+            detainer("D-26", "P-2006", bop(FCI), "none"),
+        )
+        .at("2017-01-29T09:00:00Z", bop_release("P-2005", FCI, REL))
+        .at("2017-01-29T09:01:00Z", bop_release("P-2006", FCI, REL))
+        .at("2017-02-03T09:00:00Z", claim("C-26", "P-2006", J))
+        .at("2017-02-03T10:00:00Z", claim("C-25", "P-2005", J))
+        .at("2017-02-03T11:00:00Z", claim("C-27", "P-2007", J))
+        .at("2017-02-04T09:00:00Z", policy(J, true, true));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.2 transfer P-2005 by=e3 from=bop:fci-bastrop to=ice:ice \
+         basis=detainer conditions= effective_at=2017-02-01T12:00:00Z detainer_id=D-25
+         #1 2017-01-29T09:01:00Z R1.2 transfer P-2006 by=e4 from=bop:fci-bastrop to=ice:ice \
+         basis=detainer conditions= effective_at=2017-02-01T12:00:00Z detainer_id=D-26
+         #2 2017-02-04T09:00:00Z R2.2 transfer P-2006 by=e8 from=ice:ice to=local:tx-travis-county \
+         basis=return_agreement conditions=return_to_ice_before_release \
+         effective_at=2017-02-04T09:00:00Z claim_id=C-26
+         #3 2017-02-04T09:00:00Z R2.2 transfer P-2005 by=e8 from=ice:ice to=local:tx-travis-county \
+         basis=return_agreement conditions=return_to_ice_before_release \
+         effective_at=2017-02-04T09:00:00Z claim_id=C-25",
+    );
+}
+
+#[test]
+fn r2_2_a_claim_lodged_moves_the_person_to_the_earliest_agreeing_claim() {
+    // ICE took the first refusal against J (no agreement); K's claim, with an agreement,
+    // waited behind it. A claim by L (agreement too) sets R2.2 off: K's claim is the
+    // earliest unsatisfied one whose jurisdiction agrees, so K gets the person.
+    let log = Log::new()
+        .at("2017-01-28T08:00:00Z", policy(J, true, false))
+        .at("2017-01-28T08:30:00Z", policy(K, true, true))
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-28", "P-2008", bop(FCI), "convicted"),
+        )
+        .at("2017-01-28T10:00:00Z", claim("C-28", "P-2008", J))
+        .at("2017-01-28T11:00:00Z", claim("C-29", "P-2008", K))
+        .at("2017-01-29T09:00:00Z", bop_release("P-2008", FCI, REL))
+        .at(
+            "2017-01-30T09:00:00Z",
+            response(&offer_id_of("e6"), "P-2008", "accept"),
+        )
+        .at("2017-02-02T08:00:00Z", policy(L, true, true))
+        .at("2017-02-02T09:00:00Z", claim("C-30", "P-2008", L));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.6 offer P-2008 by=e6 offer_id=#0 jurisdiction_id=tx-travis-county \
+         jurisdiction_honors_detainers=true respond_by=2017-02-01T12:00:00Z detainer_id=D-28
+         #1 2017-01-30T09:00:00Z R1.7 transfer P-2008 by=e7 from=bop:fci-bastrop to=ice:ice \
+         basis=first_refusal_accepted conditions= effective_at=2017-02-01T12:00:00Z \
+         detainer_id=D-28 offer_id=#0
+         #2 2017-02-02T09:00:00Z R2.2 transfer P-2008 by=e9 from=ice:ice to=local:tx-hays-county \
+         basis=return_agreement conditions=return_to_ice_before_release \
+         effective_at=2017-02-02T09:00:00Z claim_id=C-29",
+    );
+}
+
+#[test]
+fn r2_1_earliest_unexecuted_writ_wins() {
+    // K's writ came while J held the person and waited; when L's writ comes for the
+    // person ICE now holds, the earliest writ, K's, is executed and L's waits.
+    let log = Log::new()
+        .at("2017-01-28T08:00:00Z", policy(J, true, false))
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-22", "P-2012", local(J), "charged"),
+        )
+        .at("2017-01-28T10:00:00Z", writ("W-22", "P-2012", K))
+        .at("2017-01-31T09:00:00Z", local_release("P-2012", J, LREL))
+        .at("2017-02-02T08:00:00Z", assumed("P-2012", local(J)))
+        .at("2017-02-03T09:00:00Z", writ("W-23", "P-2012", L));
+    check(
+        log,
+        None,
+        "#0 2017-01-31T09:00:00Z R3.3 hold P-2012 by=e4 jurisdiction_id=tx-travis-county \
+         detainer_id=D-22 hold_from=2017-02-01T18:00:00Z hold_until=2017-02-03T18:00:00Z
+         #1 2017-02-02T08:00:00Z R3.4 transfer P-2012 by=e5 from=local:tx-travis-county to=ice:ice \
+         basis=detainer_hold conditions= effective_at=2017-02-02T08:00:00Z detainer_id=D-22
+         #2 2017-02-02T08:00:00Z R4.2 placement P-2012 by=e5 placement=detain basis=detainer
+         #3 2017-02-03T09:00:00Z R2.1 transfer P-2012 by=e6 from=ice:ice to=local:tx-hays-county \
+         basis=judicial_writ conditions=return_to_ice_after_proceedings \
+         effective_at=2017-02-03T09:00:00Z writ_id=W-22",
+    );
+}
+
+#[test]
+fn writ_executed_once() {
+    // W-21 took the person from ICE; they came back to ICE; the same writ sent again
+    // (a new event) does not apply again.
+    let log = Log::new()
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-21", "P-2011", bop(FCI), "charged"),
+        )
+        .at("2017-01-29T09:00:00Z", bop_release("P-2011", FCI, REL))
+        .at("2017-01-30T09:00:00Z", writ("W-21", "P-2011", J))
+        .at("2017-02-05T09:00:00Z", assumed("P-2011", local(J)))
+        .at("2017-02-06T09:00:00Z", writ("W-21", "P-2011", J));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.2 transfer P-2011 by=e2 from=bop:fci-bastrop to=ice:ice \
+         basis=detainer conditions= effective_at=2017-02-01T12:00:00Z detainer_id=D-21
+         #1 2017-01-30T09:00:00Z R2.1 transfer P-2011 by=e3 from=ice:ice to=local:tx-travis-county \
+         basis=judicial_writ conditions=return_to_ice_after_proceedings \
+         effective_at=2017-02-01T12:00:00Z writ_id=W-21
+         #2 2017-02-05T09:00:00Z R4.1 transfer P-2011 by=e4 from=local:tx-travis-county to=ice:ice \
+         basis=custody_assumed conditions= effective_at=2017-02-05T09:00:00Z detainer_id=D-21
+         #3 2017-02-05T09:00:00Z R4.2 placement P-2011 by=e4 placement=detain basis=detainer
+         ! line 5: no_effect: writ already executed",
     );
 }
 
@@ -489,7 +620,7 @@ fn r3_4_ice_assumes_custody_during_the_hold() {
             "{}
              #1 2017-02-02T08:00:00Z R3.4 transfer P-3004 by=e4 from=local:tx-travis-county to=ice:ice \
              basis=detainer_hold conditions= effective_at=2017-02-02T08:00:00Z detainer_id=D-34
-             #2 2017-02-02T08:00:00Z R4 placement P-3004 by=e4 placement=detain basis=detainer",
+             #2 2017-02-02T08:00:00Z R4.2 placement P-3004 by=e4 placement=detain basis=detainer",
             hold_line("P-3004")
         ),
     );
@@ -566,6 +697,32 @@ fn r3_5_release_reported_after_48_hours_is_released_at_hold_until() {
 }
 
 #[test]
+fn r3_5_hold_expired_before_hold_from_is_no_effect() {
+    // The jail's release is due 2017-02-02T12:00Z; a hold.expired on 01-29 cannot end a
+    // hold that has not begun. The hold runs its course on the timer.
+    let log = Log::new()
+        .at("2017-01-28T08:00:00Z", policy(J, true, false))
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-35", "P-3006", local(J), "charged"),
+        )
+        .at(
+            "2017-01-28T10:00:00Z",
+            local_release("P-3006", J, "2017-02-02T12:00:00Z"),
+        )
+        .at("2017-01-29T09:00:00Z", hold_expired("P-3006", "D-35", J));
+    check(
+        log,
+        Some("2017-02-10T00:00:00Z"),
+        "#0 2017-01-28T10:00:00Z R3.3 hold P-3006 by=e3 jurisdiction_id=tx-travis-county \
+         detainer_id=D-35 hold_from=2017-02-02T12:00:00Z hold_until=2017-02-04T12:00:00Z
+         #1 2017-02-04T12:00:00Z R3.5 release P-3006 by=timer:hold:#0 from=local:tx-travis-county \
+         basis=hold_expired effective_at=2017-02-04T12:00:00Z detainer_id=D-35
+         ! line 4: no_effect: the hold has not begun: it cannot lapse before hold_from",
+    );
+}
+
+#[test]
 fn r3_6_detainer_withdrawn_during_the_hold() {
     // Withdrawn before the hold even begins: released at hold_from, the normal time.
     let log = held("P-3004", "charged").at("2017-02-01T08:00:00Z", withdrawn("D-34", "P-3004"));
@@ -617,10 +774,72 @@ fn r3_hold_goes_on_under_a_second_detainer_without_being_extended() {
 }
 
 // ---------------------------------------------------------------------------------
-// R4: ICE placement.
+// R4: ICE takes custody (R4.1) and places the person (R4.2).
 
 #[test]
-fn r4_detain_while_beds_last_then_atd_except_for_the_convicted() {
+fn r4_1_ice_takes_custody_from_bop_with_no_offer_and_no_hold() {
+    let log = Log::new()
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-40", "P-4100", bop(FCI), "charged"),
+        )
+        .at("2017-01-29T09:00:00Z", assumed("P-4100", bop(FCI)));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R4.1 transfer P-4100 by=e2 from=bop:fci-bastrop to=ice:ice \
+         basis=custody_assumed conditions= effective_at=2017-01-29T09:00:00Z detainer_id=D-40
+         #1 2017-01-29T09:00:00Z R4.2 placement P-4100 by=e2 placement=detain basis=detainer",
+    );
+}
+
+#[test]
+fn r4_1_takes_effect_when_the_giving_custody_begins() {
+    // J's custody begins at release_at (R1.3); ICE taking the person before then takes
+    // effect at that moment, not earlier.
+    let log = Log::new()
+        .at("2017-01-28T09:00:00Z", claim("C-42", "P-4102", J))
+        .at("2017-01-29T09:00:00Z", bop_release("P-4102", FCI, REL))
+        .at("2017-01-30T09:00:00Z", assumed("P-4102", local(J)));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.3 transfer P-4102 by=e2 from=bop:fci-bastrop \
+         to=local:tx-travis-county basis=local_claim conditions= effective_at=2017-02-01T12:00:00Z \
+         claim_id=C-42
+         #1 2017-01-30T09:00:00Z R4.1 transfer P-4102 by=e3 from=local:tx-travis-county to=ice:ice \
+         basis=custody_assumed conditions= effective_at=2017-02-01T12:00:00Z
+         #2 2017-01-30T09:00:00Z R4.2 placement P-4102 by=e3 placement=detain basis=detainer",
+    );
+}
+
+#[test]
+fn r1_7_ice_takes_custody_while_the_offer_is_open() {
+    let log = offered("P-1006")
+        .at("2017-01-30T09:00:00Z", assumed("P-1006", bop(FCI)))
+        .at(
+            "2017-01-30T10:00:00Z",
+            response(&offer_id_of("e4"), "P-1006", "decline"),
+        );
+    check(
+        log,
+        Some("2017-02-10T00:00:00Z"),
+        &format!(
+            "{OFFER}
+             #1 2017-01-30T09:00:00Z R1.7 transfer P-1006 by=e5 from=bop:fci-bastrop to=ice:ice \
+             basis=first_refusal_accepted conditions= effective_at=2017-02-01T12:00:00Z \
+             detainer_id=D-6 offer_id=#0
+             #2 2017-01-30T09:00:00Z R4.2 placement P-1006 by=e5 placement=detain \
+             basis=priority_detention
+             ! line 6: rejected: unknown_offer"
+        ),
+    );
+}
+
+#[test]
+fn r4_2_detain_while_beds_last_then_atd_except_for_the_convicted() {
+    // The county holds each person (their detainers name it), so each pickup is an R4.1
+    // transfer before its placement; P-4005 was never held, so ICE simply has them.
     let log = Log::new()
         .at("2017-01-28T08:00:00Z", capacity(10, 9))
         .at(
@@ -648,16 +867,24 @@ fn r4_detain_while_beds_last_then_atd_except_for_the_convicted() {
     check(
         log,
         None,
-        "#0 2017-01-29T09:00:00Z R4 placement P-4001 by=e6 placement=detain basis=detainer
-         #1 2017-01-29T09:01:00Z R4 placement P-4002 by=e7 placement=atd monitoring=ankle_monitor basis=capacity
-         #2 2017-01-29T09:02:00Z R4 placement P-4003 by=e8 placement=atd monitoring=telephonic basis=capacity
-         #3 2017-01-29T09:03:00Z R4 placement P-4004 by=e9 placement=detain basis=priority_detention
-         #4 2017-01-30T09:01:00Z R4 placement P-4005 by=e11 placement=detain basis=detainer",
+        "#0 2017-01-29T09:00:00Z R4.1 transfer P-4001 by=e6 from=local:tx-travis-county to=ice:ice \
+         basis=custody_assumed conditions= effective_at=2017-01-29T09:00:00Z detainer_id=D-41
+         #1 2017-01-29T09:00:00Z R4.2 placement P-4001 by=e6 placement=detain basis=detainer
+         #2 2017-01-29T09:01:00Z R4.1 transfer P-4002 by=e7 from=local:tx-travis-county to=ice:ice \
+         basis=custody_assumed conditions= effective_at=2017-01-29T09:01:00Z detainer_id=D-42
+         #3 2017-01-29T09:01:00Z R4.2 placement P-4002 by=e7 placement=atd monitoring=ankle_monitor basis=capacity
+         #4 2017-01-29T09:02:00Z R4.1 transfer P-4003 by=e8 from=local:tx-travis-county to=ice:ice \
+         basis=custody_assumed conditions= effective_at=2017-01-29T09:02:00Z detainer_id=D-43
+         #5 2017-01-29T09:02:00Z R4.2 placement P-4003 by=e8 placement=atd monitoring=telephonic basis=capacity
+         #6 2017-01-29T09:03:00Z R4.1 transfer P-4004 by=e9 from=local:tx-travis-county to=ice:ice \
+         basis=custody_assumed conditions= effective_at=2017-01-29T09:03:00Z detainer_id=D-44
+         #7 2017-01-29T09:03:00Z R4.2 placement P-4004 by=e9 placement=detain basis=priority_detention
+         #8 2017-01-30T09:01:00Z R4.2 placement P-4005 by=e11 placement=detain basis=detainer",
     );
 }
 
 #[test]
-fn r4_no_capacity_known_means_detain() {
+fn r4_2_no_capacity_known_means_detain() {
     let log = Log::new()
         .at(
             "2017-01-28T09:00:00Z",
@@ -667,7 +894,225 @@ fn r4_no_capacity_known_means_detain() {
     check(
         log,
         None,
-        "#0 2017-01-29T09:00:00Z R4 placement P-4006 by=e2 placement=detain basis=priority_detention",
+        "#0 2017-01-29T09:00:00Z R4.1 transfer P-4006 by=e2 from=local:tx-travis-county to=ice:ice \
+         basis=custody_assumed conditions= effective_at=2017-01-29T09:00:00Z detainer_id=D-45
+         #1 2017-01-29T09:00:00Z R4.2 placement P-4006 by=e2 placement=detain basis=priority_detention",
+    );
+}
+
+#[test]
+fn r4_2_a_person_ice_already_detains_is_not_placed_again() {
+    let log = Log::new()
+        .at("2017-01-29T09:00:00Z", assumed("P-4103", ice()))
+        .at("2017-01-30T09:00:00Z", assumed("P-4103", ice()));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R4.2 placement P-4103 by=e1 placement=detain basis=detainer",
+    );
+}
+
+#[test]
+fn occupancy_counts_down() {
+    // One bed. P-4105 fills it and leaves detention under a writ, which frees it, so
+    // P-4106 (charged) is detained rather than sent to ATD.
+    let log = Log::new()
+        .at("2017-01-28T08:00:00Z", capacity(1, 0))
+        .at("2017-01-28T09:00:00Z", assumed("P-4105", ice()))
+        .at("2017-01-28T10:00:00Z", writ("W-44", "P-4105", J))
+        .at(
+            "2017-01-28T11:00:00Z",
+            detainer("D-45", "P-4106", local(K), "charged"),
+        )
+        .at("2017-01-28T12:00:00Z", assumed("P-4106", local(K)));
+    check(
+        log,
+        None,
+        "#0 2017-01-28T09:00:00Z R4.2 placement P-4105 by=e2 placement=detain basis=detainer
+         #1 2017-01-28T10:00:00Z R2.1 transfer P-4105 by=e3 from=ice:ice to=local:tx-travis-county \
+         basis=judicial_writ conditions=return_to_ice_after_proceedings \
+         effective_at=2017-01-28T10:00:00Z writ_id=W-44
+         #2 2017-01-28T12:00:00Z R4.1 transfer P-4106 by=e5 from=local:tx-hays-county to=ice:ice \
+         basis=custody_assumed conditions= effective_at=2017-01-28T12:00:00Z detainer_id=D-45
+         #3 2017-01-28T12:00:00Z R4.2 placement P-4106 by=e5 placement=detain basis=detainer",
+    );
+}
+
+#[test]
+fn occupancy_never_goes_below_zero() {
+    // ICE reports no beds occupied after P-4107 was detained; P-4107 leaving frees no
+    // bed below zero, and the next report counts from its own number.
+    let log = Log::new()
+        .at("2017-01-28T08:00:00Z", capacity(1, 0))
+        .at("2017-01-28T09:00:00Z", assumed("P-4107", ice()))
+        .at("2017-01-28T09:30:00Z", capacity(1, 0))
+        .at("2017-01-28T10:00:00Z", writ("W-47", "P-4107", J))
+        .at("2017-01-28T11:00:00Z", assumed("P-4108", ice()))
+        .at("2017-01-28T12:00:00Z", assumed("P-4109", ice()));
+    check(
+        log,
+        None,
+        "#0 2017-01-28T09:00:00Z R4.2 placement P-4107 by=e2 placement=detain basis=detainer
+         #1 2017-01-28T10:00:00Z R2.1 transfer P-4107 by=e4 from=ice:ice to=local:tx-travis-county \
+         basis=judicial_writ conditions=return_to_ice_after_proceedings \
+         effective_at=2017-01-28T10:00:00Z writ_id=W-47
+         #2 2017-01-28T11:00:00Z R4.2 placement P-4108 by=e5 placement=detain basis=detainer
+         #3 2017-01-28T12:00:00Z R4.2 placement P-4109 by=e6 placement=atd monitoring=telephonic \
+         basis=capacity",
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Custody after a release (ICD section 5, "Custody").
+
+#[test]
+fn reentry_a_released_person_jailed_again_by_a_county_is_decided_again() {
+    let log = Log::new()
+        .at("2017-01-29T09:00:00Z", bop_release("P-5101", FCI, REL))
+        .at("2017-06-01T08:00:00Z", policy(J, true, false))
+        .at(
+            "2017-06-01T09:00:00Z",
+            detainer("D-51", "P-5101", local(J), "charged"),
+        )
+        .at(
+            "2017-06-05T09:00:00Z",
+            local_release("P-5101", J, "2017-06-10T18:00:00Z"),
+        );
+    check(
+        log,
+        Some("2017-07-01T00:00:00Z"),
+        "#0 2017-01-29T09:00:00Z R1.4 release P-5101 by=e1 from=bop:fci-bastrop \
+         basis=sentence_complete effective_at=2017-02-01T12:00:00Z
+         #1 2017-06-05T09:00:00Z R3.3 hold P-5101 by=e4 jurisdiction_id=tx-travis-county \
+         detainer_id=D-51 hold_from=2017-06-10T18:00:00Z hold_until=2017-06-12T18:00:00Z
+         #2 2017-06-12T18:00:00Z R3.5 release P-5101 by=timer:hold:#1 from=local:tx-travis-county \
+         basis=hold_expired effective_at=2017-06-12T18:00:00Z detainer_id=D-51",
+    );
+}
+
+#[test]
+fn reentry_a_release_notice_names_the_new_custodian_unless_it_is_stale() {
+    // A notice not later than the last release's effective_at is stale; a later one,
+    // from a county or from BOP, holds the person again.
+    let log = Log::new()
+        .at("2017-01-29T09:00:00Z", bop_release("P-5102", FCI, REL))
+        .at(
+            "2017-02-02T09:00:00Z",
+            local_release("P-5102", J, "2017-01-15T12:00:00Z"),
+        )
+        .at(
+            "2017-02-03T09:00:00Z",
+            local_release("P-5102", J, "2017-03-01T12:00:00Z"),
+        )
+        .at(
+            "2017-03-02T09:00:00Z",
+            bop_release("P-5102", FCI, "2017-03-01T12:00:00Z"),
+        )
+        .at(
+            "2017-03-03T09:00:00Z",
+            bop_release("P-5102", "fci-la-tuna", "2018-01-01T12:00:00Z"),
+        );
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.4 release P-5102 by=e1 from=bop:fci-bastrop \
+         basis=sentence_complete effective_at=2017-02-01T12:00:00Z
+         #1 2017-02-03T09:00:00Z R3.1 release P-5102 by=e3 from=local:tx-travis-county \
+         basis=sentence_complete effective_at=2017-03-01T12:00:00Z
+         #2 2017-03-03T09:00:00Z R1.4 release P-5102 by=e5 from=bop:fci-la-tuna \
+         basis=sentence_complete effective_at=2018-01-01T12:00:00Z
+         ! line 2: no_effect: stale: not later than the person's last release
+         ! line 4: no_effect: stale: not later than the person's last release",
+    );
+}
+
+#[test]
+fn reentry_ice_takes_a_released_person_without_a_transfer() {
+    let log = Log::new()
+        .at("2017-01-29T09:00:00Z", bop_release("P-5103", FCI, REL))
+        .at("2017-02-05T09:00:00Z", assumed("P-5103", bop(FCI)));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.4 release P-5103 by=e1 from=bop:fci-bastrop \
+         basis=sentence_complete effective_at=2017-02-01T12:00:00Z
+         #1 2017-02-05T09:00:00Z R4.2 placement P-5103 by=e2 placement=detain basis=detainer",
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Several active detainers (ICD section 5).
+
+#[test]
+fn several_detainers_r1_11_only_when_no_active_detainer_remains() {
+    // The offer cites the latest detainer, D-7; its withdrawal leaves D-6, so the offer
+    // stays open; D-6's withdrawal leaves none: R1.11.
+    let log = Log::new()
+        .at("2017-01-28T08:00:00Z", policy(J, true, false))
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-6", "P-1007", bop(FCI), "convicted"),
+        )
+        .at(
+            "2017-01-28T09:30:00Z",
+            detainer("D-7", "P-1007", bop(FCI), "none"),
+        )
+        .at("2017-01-28T10:00:00Z", claim("C-6", "P-1007", J))
+        .at("2017-01-29T09:00:00Z", bop_release("P-1007", FCI, REL))
+        .at("2017-01-30T09:00:00Z", withdrawn("D-7", "P-1007"))
+        .at("2017-01-30T10:00:00Z", withdrawn("D-6", "P-1007"));
+    check(
+        log,
+        None,
+        "#0 2017-01-29T09:00:00Z R1.6 offer P-1007 by=e5 offer_id=#0 jurisdiction_id=tx-travis-county \
+         jurisdiction_honors_detainers=true respond_by=2017-02-01T12:00:00Z detainer_id=D-7
+         #1 2017-01-30T10:00:00Z R1.11 transfer P-1007 by=e7 from=bop:fci-bastrop \
+         to=local:tx-travis-county basis=local_claim conditions= \
+         effective_at=2017-02-01T12:00:00Z claim_id=C-6 offer_id=#0",
+    );
+}
+
+#[test]
+fn several_detainers_the_hold_rests_on_one_not_declined_and_r3_2_when_all_are() {
+    // P-6001: J declined D-62, so the hold rests on D-61; declining D-61 too leaves no
+    // detainer to hold on (R3.7). P-6002: J declined both before the release: R3.2,
+    // citing the latest active detainer.
+    let log = Log::new()
+        .at("2017-01-28T08:00:00Z", policy(J, true, false))
+        .at(
+            "2017-01-28T09:00:00Z",
+            detainer("D-61", "P-6001", local(J), "charged"),
+        )
+        .at(
+            "2017-01-28T10:00:00Z",
+            detainer("D-62", "P-6001", local(J), "none"),
+        )
+        .at("2017-01-28T11:00:00Z", declined("D-62", "P-6001", J))
+        .at("2017-01-31T09:00:00Z", local_release("P-6001", J, LREL))
+        .at("2017-02-02T09:00:00Z", declined("D-61", "P-6001", J))
+        .at(
+            "2017-02-02T10:00:00Z",
+            detainer("D-63", "P-6002", local(J), "charged"),
+        )
+        .at(
+            "2017-02-02T11:00:00Z",
+            detainer("D-64", "P-6002", local(J), "charged"),
+        )
+        .at("2017-02-02T12:00:00Z", declined("D-63", "P-6002", J))
+        .at("2017-02-02T13:00:00Z", declined("D-64", "P-6002", J))
+        .at(
+            "2017-02-03T09:00:00Z",
+            local_release("P-6002", J, "2017-02-05T18:00:00Z"),
+        );
+    check(
+        log,
+        None,
+        "#0 2017-01-31T09:00:00Z R3.3 hold P-6001 by=e5 jurisdiction_id=tx-travis-county \
+         detainer_id=D-61 hold_from=2017-02-01T18:00:00Z hold_until=2017-02-03T18:00:00Z
+         #1 2017-02-02T09:00:00Z R3.7 release P-6001 by=e6 from=local:tx-travis-county \
+         basis=detainer_declined effective_at=2017-02-02T09:00:00Z detainer_id=D-61
+         #2 2017-02-03T09:00:00Z R3.2 release P-6002 by=e11 from=local:tx-travis-county \
+         basis=detainer_declined effective_at=2017-02-05T18:00:00Z detainer_id=D-64",
     );
 }
 
@@ -702,10 +1147,10 @@ fn r5_events_for_people_in_the_wrong_state_are_no_effect() {
         None,
         "#0 2017-01-29T09:00:00Z R1.4 release P-5002 by=e1 from=bop:fci-bastrop \
          basis=sentence_complete effective_at=2017-02-01T12:00:00Z
-         ! line 2: no_effect: person is not held by BOP
+         ! line 2: no_effect: stale: not later than the person's last release
          ! line 3: no_effect: no hold in progress at this jurisdiction
          ! line 4: no_effect: no such active detainer
-         ! line 5: no_effect: person is not held by this jurisdiction
+         ! line 5: no_effect: stale: not later than the person's last release
          ! line 6: no_effect: person has been released",
     );
 }

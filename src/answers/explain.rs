@@ -402,7 +402,16 @@ fn facts(engine: &Engine, d: &Decision) -> String {
             jur(engine, j),
             if honors { "honors" } else { "does not honor" },
         ),
-        Rule::R1_7 => format!("ICE accepts first-refusal offer {offer} before its deadline"),
+        Rule::R1_7 => match why {
+            Why::OfferEnds {
+                custody_assumed: true,
+                ..
+            } => format!(
+                "ICE takes custody while its first-refusal offer {offer} is open: the offer \
+                 is accepted"
+            ),
+            _ => format!("ICE accepts first-refusal offer {offer} before its deadline"),
+        },
         Rule::R1_8 => format!("ICE declines first-refusal offer {offer}"),
         Rule::R1_9 => {
             format!("no answer from ICE to first-refusal offer {offer} by its deadline")
@@ -463,7 +472,17 @@ fn facts(engine: &Engine, d: &Decision) -> String {
             jur(engine, j),
             detainer_id.unwrap_or("?")
         ),
-        Rule::R4 => {
+        Rule::R4_1 => {
+            let from = match &d.body {
+                DecisionBody::Transfer { from, .. } => custodian(engine, from),
+                _ => "?".to_owned(),
+            };
+            with_detainer(format!(
+                "ICE takes custody of a person {from} holds, with no first-refusal offer open \
+                 and no hold"
+            ))
+        }
+        Rule::R4_2 => {
             let (status, beds) = match why {
                 Why::Placement {
                     criminal_status,
@@ -524,7 +543,7 @@ fn explain(engine: &Engine, d: &Decision) -> String {
             effective_at,
             ..
         } => {
-            let declined = if *basis == Basis::DetainerDeclined && d.rule == Rule::R3_2 {
+            let declined = if *basis == Basis::DetainerDeclined {
                 ": a declined detainer"
             } else {
                 ""

@@ -452,7 +452,7 @@ mod tests {
             "datacontenttype": "application/json",
             "data": {
                 "person_id": "P-100234",
-                "rule": "R4",
+                "rule": "R4.2",
                 "caused_by": "evt-9",
                 "placement": "atd",
                 "monitoring": "telephonic",

@@ -18,7 +18,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use serde_json::{Value, json};
@@ -30,8 +30,8 @@ use handoff::edge::{schemas, wire};
 use handoff::journal;
 use handoff_core::engine::{Engine, HOLD_LIMIT, Outcome, Whereabouts};
 use handoff_core::model::{
-    Answer, Basis, CriminalStatus, Custodian, Decision, DecisionBody, Event, EventBody, Rule, Time,
-    WritKind,
+    Answer, Basis, CriminalStatus, Custodian, Decision, DecisionBody, Event, EventBody, Placement,
+    Rule, Time, WritKind,
 };
 
 /// The reason codes `Invalid::code` documents: the only ones an invalid message may get.
@@ -290,6 +290,7 @@ pub fn build_and_run(bytes: &[u8]) -> Result<Run, String> {
             s.now = s.now.max(f);
             let decisions = s.engine.fire(f);
             s.items.push(Item::Fire(f));
+            s.tracker.decisions(&decisions)?;
             s.take_decisions(decisions)?;
             s.agree()?;
             continue;
@@ -299,6 +300,7 @@ pub fn build_and_run(bytes: &[u8]) -> Result<Run, String> {
     }
     let end = s.now + TimeDelta::days(30);
     let last = s.engine.fire(end);
+    s.tracker.decisions(&last)?;
     s.take_decisions(last)?;
     s.agree()?;
     if !s.tracker.holds.is_empty() {
@@ -673,7 +675,12 @@ impl Builder {
             6 => (
                 "urn:court:us-district-tx".to_owned(),
                 EventBody::WritIssued {
-                    writ_id: format!("W-{n}"),
+                    // Sometimes a writ issued before (pending or executed) comes again.
+                    writ_id: if b.below(4) == 0 {
+                        format!("W-{}", b.below(3))
+                    } else {
+                        format!("W-{n}")
+                    },
                     person_id: p,
                     jurisdiction_id: j,
                     kind: b.pick(&[
@@ -767,61 +774,17 @@ impl Builder {
     fn handle(&mut self, event: Event) -> Result<(), String> {
         self.now = self.now.max(event.clock_time());
         let step = self.engine.handle(&event);
-        if step.outcome == Outcome::Duplicate {
-            if !step.decisions.is_empty() {
-                return Err(format!("a duplicate made decisions: {:?}", step.decisions));
-            }
-        } else {
-            match &event.body {
-                EventBody::DetainerIssued {
-                    person_id,
-                    custodian,
-                    ..
-                } => self.tracker.name(person_id, custodian.clone()),
-                EventBody::BopReleaseScheduled {
-                    person_id,
-                    facility,
-                    ..
-                } => self
-                    .tracker
-                    .name(person_id, Custodian::Bop(facility.clone())),
-                EventBody::LocalReleaseDue {
-                    person_id,
-                    jurisdiction_id,
-                    ..
-                } => self
-                    .tracker
-                    .name(person_id, Custodian::Local(jurisdiction_id.clone())),
-                _ => {}
-            }
+        if step.outcome == Outcome::Duplicate && !step.decisions.is_empty() {
+            return Err(format!("a duplicate made decisions: {:?}", step.decisions));
         }
-        let assumed = match (&step.outcome, &event.body) {
-            (Outcome::Duplicate, _) => None,
-            (_, EventBody::CustodyAssumed { person_id, .. }) => Some(person_id.clone()),
-            _ => None,
-        };
-        let clock = self.engine.clock();
+        let clock = self.engine.clock().expect("an event sets the clock");
+        self.tracker
+            .step(&event, &step.outcome, clock, &step.decisions)?;
         self.outcomes.push(step.outcome.clone());
         self.items.push(Item::Event(event.clone()));
         self.events.push(event);
         self.take_decisions(step.decisions)?;
-        if let Some(p) = assumed {
-            // ICE holds the person now, whatever the decisions said.
-            let since = match self.tracker.get(&p) {
-                Whereabouts::Held {
-                    by: Custodian::Ice,
-                    since,
-                } => since,
-                _ => clock,
-            };
-            self.tracker.whereabouts.insert(
-                p,
-                Whereabouts::Held {
-                    by: Custodian::Ice,
-                    since,
-                },
-            );
-        }
+        self.tracker.occupancy_agrees(&self.engine)?;
         self.agree()
     }
 
@@ -838,7 +801,6 @@ impl Builder {
                     d.id
                 ));
             }
-            self.tracker.decision(&d)?;
             if let DecisionBody::Offer { offer_id, .. } = &d.body {
                 self.offers.push((d.person_id.clone(), offer_id.clone()));
             }
@@ -866,7 +828,10 @@ impl Builder {
 }
 
 /// What the events and decisions say about each person, kept apart from the engine to
-/// check it. `tests/properties.rs` uses it too.
+/// check it. `tests/properties.rs` uses it too. Custody changes here only as ICD section
+/// 5 allows: an event names the custodian of a person who has none (never seen, or
+/// released and not by a stale notice), and otherwise only a transfer or a release
+/// decision moves anyone. So an engine that moved a person silently disagrees with it.
 #[derive(Default)]
 pub struct Tracker {
     pub whereabouts: HashMap<String, Whereabouts>,
@@ -874,6 +839,14 @@ pub struct Tracker {
     pub holds: HashMap<String, (Time, Time)>,
     pub holds_made: usize,
     pub holds_ended: usize,
+    /// The `effective_at` of each person's latest release.
+    pub released_at: HashMap<String, Time>,
+    /// ICE's occupancy as the decisions imply it (R4): `None` until a capacity report.
+    pub occupied: Option<u64>,
+    /// People ICE detains (placed `detain`, not moved since).
+    pub detained: HashSet<String>,
+    /// Writs a transfer was decided under, by person: each at most once.
+    pub executed_writs: HashSet<(String, String)>,
 }
 
 impl Tracker {
@@ -884,9 +857,9 @@ impl Tracker {
             .unwrap_or(Whereabouts::Unknown)
     }
 
-    /// The first event naming a custodian sets it.
+    /// An event names the custodian of a person who has none.
     pub fn name(&mut self, p: &str, c: Custodian) {
-        if self.get(p) == Whereabouts::Unknown {
+        if self.current(p).is_none() {
             self.whereabouts
                 .insert(p.to_owned(), Whereabouts::Held { by: c, since: None });
         }
@@ -897,6 +870,103 @@ impl Tracker {
             Whereabouts::Held { by, .. } => Some(by),
             _ => None,
         }
+    }
+
+    /// Whether a release notice for `release_at` finds the person released at or after
+    /// it (stale: it names no one).
+    fn stale(&self, p: &str, release_at: Time) -> bool {
+        self.get(p) == Whereabouts::Released
+            && self.released_at.get(p).is_some_and(|r| release_at <= *r)
+    }
+
+    /// One event and the decisions it gave, at clock time `clock`. Checks that a
+    /// released person held again by a fresh release notice is decided on again.
+    pub fn step(
+        &mut self,
+        event: &Event,
+        outcome: &Outcome,
+        clock: Time,
+        decisions: &[Decision],
+    ) -> Result<(), String> {
+        if *outcome == Outcome::Duplicate {
+            return self.decisions(decisions);
+        }
+        // Timers due by the event's clock time fired before it (ICD section 6): their
+        // decisions come first, before the first one the event caused.
+        let split = decisions
+            .iter()
+            .position(|d| d.caused_by == event.id)
+            .unwrap_or(decisions.len());
+        let (timers, decisions) = decisions.split_at(split);
+        self.decisions(timers)?;
+        let mut decided_again = None;
+        match &event.body {
+            EventBody::DetainerIssued {
+                person_id,
+                custodian,
+                ..
+            } => self.name(person_id, custodian.clone()),
+            EventBody::BopReleaseScheduled {
+                person_id,
+                facility,
+                release_at,
+            } if !self.stale(person_id, *release_at) => {
+                if self.get(person_id) == Whereabouts::Released {
+                    decided_again = Some(person_id);
+                }
+                self.name(person_id, Custodian::Bop(facility.clone()));
+            }
+            EventBody::LocalReleaseDue {
+                person_id,
+                jurisdiction_id,
+                release_at,
+            } if !self.stale(person_id, *release_at) => {
+                if self.get(person_id) == Whereabouts::Released {
+                    decided_again = Some(person_id);
+                }
+                self.name(person_id, Custodian::Local(jurisdiction_id.clone()));
+            }
+            EventBody::CustodyAssumed { person_id, .. } if self.current(person_id).is_none() => {
+                // A person no one holds simply comes into ICE's custody; anyone else
+                // changes hands only by the decisions below (R1.7, R3.4, R4.1).
+                self.whereabouts.insert(
+                    person_id.clone(),
+                    Whereabouts::Held {
+                        by: Custodian::Ice,
+                        since: Some(clock),
+                    },
+                );
+            }
+            EventBody::CapacityUpdated { occupied_beds, .. } => {
+                self.occupied = Some(*occupied_beds);
+            }
+            _ => {}
+        }
+        if let Some(p) = decided_again
+            && !decisions.iter().any(|d| &d.person_id == p)
+        {
+            return Err(format!(
+                "{p} was released and held again by a fresh release notice, but nothing \
+                 was decided: {outcome:?}"
+            ));
+        }
+        self.decisions(decisions)
+    }
+
+    pub fn decisions(&mut self, decisions: &[Decision]) -> Result<(), String> {
+        decisions.iter().try_for_each(|d| self.decision(d))
+    }
+
+    /// ICE's occupancy as the engine counts it equals the one the decisions imply.
+    pub fn occupancy_agrees(&self, engine: &Engine) -> Result<(), String> {
+        let engine_occupied = engine.capacity().map(|(_, occupied)| occupied);
+        if engine_occupied != self.occupied {
+            return Err(format!(
+                "occupancy: engine {engine_occupied:?}, decisions imply {:?}",
+                self.occupied
+            ));
+        }
+        Ok(())
     }
 
     pub fn decision(&mut self, d: &Decision) -> Result<(), String> {
@@ -951,6 +1021,7 @@ impl Tracker {
                 from,
                 to,
                 effective_at,
+                writ_id,
                 ..
             } => {
                 if Some(from) != self.current(p).as_ref() {
@@ -962,6 +1033,14 @@ impl Tracker {
                 if from == to {
                     return Err(format!("transfer to the same custodian: {json}"));
                 }
+                if let Some(w) = writ_id
+                    && !self.executed_writs.insert((p.to_owned(), w.clone()))
+                {
+                    return Err(format!("writ {w} executed twice: {json}"));
+                }
+                if *from == Custodian::Ice && self.detained.remove(p) {
+                    self.occupied = self.occupied.map(|o| o.saturating_sub(1));
+                }
                 self.whereabouts.insert(
                     p.to_owned(),
                     Whereabouts::Held {
@@ -970,16 +1049,34 @@ impl Tracker {
                     },
                 );
             }
-            DecisionBody::Release { from, .. } => {
+            DecisionBody::Release {
+                from, effective_at, ..
+            } => {
                 if Some(from) != self.current(p).as_ref() {
                     return Err(format!(
                         "release not from the custodian {:?}: {json}",
                         self.current(p)
                     ));
                 }
+                if *from == Custodian::Ice && self.detained.remove(p) {
+                    self.occupied = self.occupied.map(|o| o.saturating_sub(1));
+                }
                 self.whereabouts.insert(p.to_owned(), Whereabouts::Released);
+                self.released_at.insert(p.to_owned(), *effective_at);
             }
-            DecisionBody::Offer { .. } | DecisionBody::Placement { .. } => {}
+            DecisionBody::Placement { placement, .. } => {
+                if self.current(p) != Some(Custodian::Ice) {
+                    return Err(format!("placed while ICE does not hold the person: {json}"));
+                }
+                if self.detained.contains(p) {
+                    return Err(format!("placed again while ICE detains the person: {json}"));
+                }
+                if *placement == Placement::Detain {
+                    self.detained.insert(p.to_owned());
+                    self.occupied = self.occupied.map(|o| o + 1);
+                }
+            }
+            DecisionBody::Offer { .. } => {}
         }
         Ok(())
     }

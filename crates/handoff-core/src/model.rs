@@ -298,12 +298,13 @@ pub enum Rule {
     R3_5,
     R3_6,
     R3_7,
-    R4,
+    R4_1,
+    R4_2,
 }
 
 impl Rule {
     /// Every rule, in ICD order.
-    pub const ALL: [Rule; 21] = [
+    pub const ALL: [Rule; 22] = [
         Rule::R1_1,
         Rule::R1_2,
         Rule::R1_3,
@@ -324,7 +325,8 @@ impl Rule {
         Rule::R3_5,
         Rule::R3_6,
         Rule::R3_7,
-        Rule::R4,
+        Rule::R4_1,
+        Rule::R4_2,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -349,7 +351,8 @@ impl Rule {
             Rule::R3_5 => "R3.5",
             Rule::R3_6 => "R3.6",
             Rule::R3_7 => "R3.7",
-            Rule::R4 => "R4",
+            Rule::R4_1 => "R4.1",
+            Rule::R4_2 => "R4.2",
         }
     }
 }
@@ -369,8 +372,12 @@ named_enum! {
         HoldExpired = "hold_expired",
         DetainerDeclined = "detainer_declined",
         DetainerWithdrawn = "detainer_withdrawn",
+        CustodyAssumed = "custody_assumed",
         PriorityDetention = "priority_detention",
         Capacity = "capacity",
+        CapacityReview = "capacity_review",
+        ProlongedDetention = "prolonged_detention",
+        Humanitarian = "humanitarian",
     }
 }
 

@@ -42,6 +42,9 @@ pub enum Why {
         detainer: Option<DetainerFacts>,
         /// R1.10: the writ that voided the offer.
         writ: Option<WritFacts>,
+        /// R1.7: ICE took custody (`ice.custody.assumed`) while the offer was open,
+        /// rather than answering it.
+        custody_assumed: bool,
     },
     /// R2.1, R2.2: a jurisdiction takes the person from ICE.
     FromIce {
@@ -74,7 +77,15 @@ pub enum Why {
         /// reported the hold expired first).
         on_timer: bool,
     },
-    /// R4: ICE takes custody and places the person.
+    /// R4.1: ICE takes custody of a person BOP or a jurisdiction holds, with no offer
+    /// open and no hold.
+    CustodyAssumed {
+        /// When the giving custodian's custody took effect, if handoff decided it.
+        since: Option<Time>,
+        /// The latest active detainer, if any.
+        detainer: Option<DetainerFacts>,
+    },
+    /// R4.2: ICE places the person.
     Placement {
         /// The `criminal_status` of the person's latest detainer; `None` when no
         /// detainer was ever issued (the rule then uses `none`).
@@ -144,7 +155,8 @@ impl Why {
             Why::BopRelease { detainer, .. }
             | Why::OfferEnds { detainer, .. }
             | Why::LocalRelease { detainer, .. }
-            | Why::HoldEnds { detainer, .. } => detainer.as_ref(),
+            | Why::HoldEnds { detainer, .. }
+            | Why::CustodyAssumed { detainer, .. } => detainer.as_ref(),
             Why::FromIce { .. } | Why::Placement { .. } => None,
         }
     }
@@ -154,7 +166,10 @@ impl Why {
         match self {
             Why::BopRelease { claim, .. } | Why::FromIce { claim, .. } => claim.as_ref(),
             Why::OfferEnds { offer, .. } => Some(&offer.claim),
-            Why::LocalRelease { .. } | Why::HoldEnds { .. } | Why::Placement { .. } => None,
+            Why::LocalRelease { .. }
+            | Why::HoldEnds { .. }
+            | Why::CustodyAssumed { .. }
+            | Why::Placement { .. } => None,
         }
     }
 
@@ -164,7 +179,10 @@ impl Why {
             Why::BopRelease { writ, .. }
             | Why::OfferEnds { writ, .. }
             | Why::FromIce { writ, .. } => writ.as_ref(),
-            Why::LocalRelease { .. } | Why::HoldEnds { .. } | Why::Placement { .. } => None,
+            Why::LocalRelease { .. }
+            | Why::HoldEnds { .. }
+            | Why::CustodyAssumed { .. }
+            | Why::Placement { .. } => None,
         }
     }
 
@@ -173,7 +191,10 @@ impl Why {
         match self {
             Why::BopRelease { stance, .. } => *stance,
             Why::FromIce { stance, .. } | Why::LocalRelease { stance, .. } => Some(*stance),
-            Why::OfferEnds { .. } | Why::HoldEnds { .. } | Why::Placement { .. } => None,
+            Why::OfferEnds { .. }
+            | Why::HoldEnds { .. }
+            | Why::CustodyAssumed { .. }
+            | Why::Placement { .. } => None,
         }
     }
 }

@@ -1,6 +1,10 @@
 //! How decisions leave the engine (`Emitter`), and the only two places custody changes
 //! hands: [`Engine::transfer`] and [`Engine::release`]. Every rule that moves a person
-//! comes through here with its rule id, basis and facts ([`Why`]).
+//! comes through here with its rule id, basis and facts ([`Why`]). Every change of a
+//! person's whereabouts, decided or named by an event, goes through
+//! [`Engine::move_person`], which keeps the R2.2 index and ICE's occupancy in step.
+
+use std::sync::Arc;
 
 use super::{Engine, Whereabouts};
 use crate::ids;
@@ -105,15 +109,18 @@ pub(super) struct ReleaseSpec {
 impl Engine {
     /// Decides a transfer from the person's current custodian and moves them.
     pub(super) fn transfer(&mut self, person_id: &str, t: TransferSpec, emit: &mut Emitter) {
-        let p = self.person_mut(person_id);
-        let from = p
+        let from = self
+            .person_mut(person_id)
             .custodian()
             .cloned()
             .expect("a transfer is only decided for a person someone holds");
-        p.whereabouts = Whereabouts::Held {
-            by: t.to.clone(),
-            since: Some(t.effective_at),
-        };
+        self.move_person(
+            person_id,
+            Whereabouts::Held {
+                by: t.to.clone(),
+                since: Some(t.effective_at),
+            },
+        );
         if let Custodian::Local(j) = &t.to {
             self.satisfy_claims(person_id, j);
         }
@@ -137,12 +144,13 @@ impl Engine {
 
     /// Decides a release from the person's current custodian.
     pub(super) fn release(&mut self, person_id: &str, r: ReleaseSpec, emit: &mut Emitter) {
-        let p = self.person_mut(person_id);
-        let from = p
+        let from = self
+            .person_mut(person_id)
             .custodian()
             .cloned()
             .expect("a release is only decided for a person someone holds");
-        p.whereabouts = Whereabouts::Released;
+        self.move_person(person_id, Whereabouts::Released);
+        self.person_mut(person_id).released_at = Some(r.effective_at);
         emit.emit(
             person_id,
             r.rule,
@@ -156,6 +164,53 @@ impl Engine {
         );
     }
 
+    /// Moves a person (a decided transfer or release, or an event naming the custodian
+    /// of a person who had none). Entering ICE custody puts the person's unsatisfied
+    /// claims into the R2.2 index and leaving it takes them out; leaving ICE while
+    /// detained frees a bed (R4 occupancy counts down, never below zero).
+    pub(super) fn move_person(&mut self, person_id: &str, to: Whereabouts) {
+        let p = self.person_mut(person_id);
+        let was_ice = p.custodian() == Some(&Custodian::Ice);
+        p.whereabouts = to;
+        let is_ice = p.custodian() == Some(&Custodian::Ice);
+        if was_ice == is_ice {
+            return;
+        }
+        let left_detention = !is_ice && p.detained_since.take().is_some();
+        let claims: Vec<(Arc<str>, u64)> = p
+            .claims
+            .iter()
+            .map(|c| (c.jurisdiction.clone(), c.seq))
+            .collect();
+        for (jurisdiction, seq) in claims {
+            if is_ice {
+                self.index_claim(&jurisdiction, seq, person_id);
+            } else {
+                self.unindex_claim(&jurisdiction, seq);
+            }
+        }
+        if left_detention && let Some(c) = self.capacity.as_mut() {
+            c.occupied = c.occupied.saturating_sub(1);
+        }
+    }
+
+    /// Adds an unsatisfied claim of a person ICE holds to the R2.2 index.
+    pub(super) fn index_claim(&mut self, jurisdiction: &str, seq: u64, person_id: &str) {
+        self.ice_claims
+            .entry_ref(jurisdiction)
+            .or_default()
+            .insert(seq, person_id.into());
+    }
+
+    fn unindex_claim(&mut self, jurisdiction: &str, seq: u64) {
+        if let Some(index) = self.ice_claims.get_mut(jurisdiction) {
+            index.remove(&seq);
+            if index.is_empty() {
+                self.ice_claims.remove(jurisdiction);
+            }
+        }
+    }
+
     /// A transfer to a jurisdiction satisfies all of its claims on the person.
     fn satisfy_claims(&mut self, person_id: &str, jurisdiction_id: &str) {
         let p = self.person_mut(person_id);
@@ -167,13 +222,8 @@ impl Engine {
             }
             keep
         });
-        if let Some(index) = self.claims_by_jurisdiction.get_mut(jurisdiction_id) {
-            for seq in satisfied {
-                index.remove(&seq);
-            }
-            if index.is_empty() {
-                self.claims_by_jurisdiction.remove(jurisdiction_id);
-            }
+        for seq in satisfied {
+            self.unindex_claim(jurisdiction_id, seq);
         }
     }
 }

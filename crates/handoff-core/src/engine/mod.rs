@@ -25,6 +25,7 @@ mod r4;
 mod timers;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::TimeDelta;
 use hashbrown::{HashMap, HashSet};
@@ -117,9 +118,11 @@ pub struct Engine {
     timers: BTreeMap<TimerKey, Timer>,
     /// Source of timer and claim sequence numbers.
     seq: u64,
-    /// Unsatisfied claims by jurisdiction, in lodge order, for R2.2 (a policy that gains
-    /// a return agreement reaches the people it concerns without scanning everyone).
-    claims_by_jurisdiction: HashMap<String, BTreeMap<u64, String>>,
+    /// The R2.2 index: by jurisdiction, in lodge order, the unsatisfied claims of people
+    /// ICE holds, and nothing else. A policy that gains a return agreement reaches
+    /// exactly the people R2.2 can move, so its cost is the decisions it makes, not the
+    /// history behind it. Kept by [`Engine::move_person`] and the claim events.
+    ice_claims: HashMap<String, BTreeMap<u64, Arc<str>>>,
 }
 
 /// The duplicate-detection key of an event: the first 128 bits of SHA-256 over
@@ -176,7 +179,8 @@ impl Engine {
 
     /// ICE's detention capacity as the engine sees it: `(funded_beds, occupied_beds)`
     /// from the latest `ice.capacity.updated`, occupancy counting every `detain` since
-    /// (R4). `None` until a capacity is reported.
+    /// and every detained person who left detention since (R4). `None` until a capacity
+    /// is reported.
     pub fn capacity(&self) -> Option<(u64, u64)> {
         self.capacity.map(|c| (c.funded, c.occupied))
     }
@@ -195,6 +199,12 @@ impl Engine {
         let mut out = Vec::new();
         self.fire_into(now, &mut out);
         out
+    }
+
+    /// The number of people ICE holds with an unsatisfied claim, counted once per claim:
+    /// the size of the R2.2 index (for tests and benchmarks of its cost).
+    pub fn r2_2_index_len(&self) -> usize {
+        self.ice_claims.values().map(BTreeMap::len).sum()
     }
 
     /// Processes one validated event at its clock time (`handoffreceived`, else `time`).
@@ -352,7 +362,8 @@ impl Engine {
     }
 
     /// `court.writ.issued`: R1.10 during an open offer, R2.1 for a person ICE holds;
-    /// otherwise the writ waits for the release it will decide (R1.1).
+    /// otherwise the writ waits for the release it will decide (R1.1). A writ is
+    /// executed once: one issued again, or for a released person, changes nothing.
     fn writ_issued(
         &mut self,
         now: Time,
@@ -364,37 +375,51 @@ impl Engine {
         if p.whereabouts == Whereabouts::Released {
             return Outcome::NoEffect("person has been released");
         }
+        if p.executed_writs.contains(&writ.id) {
+            return Outcome::NoEffect("writ already executed");
+        }
+        if p.knows_writ(&writ.id) {
+            return Outcome::NoEffect("writ already issued");
+        }
         if let Some(offer) = p.close_offer(OfferEnd::Void) {
             self.r1_10(person_id, offer, writ, emit);
         } else if p.custodian() == Some(&Custodian::Ice) {
-            self.r2_1(now, person_id, writ, emit);
+            // R2.1: where several writs wait, the earliest wins.
+            p.writs.push(writ);
+            let first = p.writs.remove(0);
+            self.r2_1(now, person_id, first, emit);
         } else {
             p.writs.push(writ);
         }
         Outcome::Applied
     }
 
-    /// `ice.custody.assumed`: an open offer is moot (ICE took the person while its first
-    /// refusal was open; the claim stays for R2), R3.4 during a hold; otherwise ICE
-    /// simply has the person. Then the R4 placement, always.
+    /// `ice.custody.assumed`: R1.7 during an open offer, R3.4 during a hold, R4.1 from
+    /// BOP or a jurisdiction otherwise; a person with no custodian comes into ICE's
+    /// custody, one ICE holds stays. Then the R4.2 placement, unless ICE already
+    /// detains the person.
     fn custody_assumed(&mut self, now: Time, person_id: &str, emit: &mut Emitter) {
         let p = self.person_mut(person_id);
-        let offer = p.close_offer(OfferEnd::Void);
-        let hold = p.hold.take();
-        if let Some(offer) = offer {
-            self.cancel_timer(&offer.timer);
-        }
-        if let Some(hold) = hold {
+        if let Some(offer) = p.close_offer(OfferEnd::Answered) {
+            self.r1_7_taken(person_id, offer, emit);
+        } else if let Some(hold) = p.hold.take() {
             self.r3_4(now, person_id, *hold, emit);
+        } else {
+            match p.custodian() {
+                Some(Custodian::Bop(_) | Custodian::Local(_)) => self.r4_1(now, person_id, emit),
+                Some(Custodian::Ice) => {}
+                None => self.move_person(
+                    person_id,
+                    Whereabouts::Held {
+                        by: Custodian::Ice,
+                        since: Some(now),
+                    },
+                ),
+            }
         }
-        let p = self.person_mut(person_id);
-        if p.custodian() != Some(&Custodian::Ice) {
-            p.whereabouts = Whereabouts::Held {
-                by: Custodian::Ice,
-                since: Some(now),
-            };
+        if self.person_mut(person_id).detained_since.is_none() {
+            self.r4_2(now, person_id, emit);
         }
-        self.r4(person_id, emit);
     }
 }
 

@@ -92,14 +92,23 @@ pub(super) struct Person {
     pub(super) latest_status: Option<CriminalStatus>,
     /// Unsatisfied claims, in the order lodged; the first is "the claimant".
     pub(super) claims: Vec<Claim>,
-    /// Writs not yet acted on, in the order issued; the first wins.
+    /// Writs not yet executed, in the order issued; the first wins.
     pub(super) writs: Vec<Writ>,
+    /// Ids of the writs a transfer was decided under: an executed writ does not apply
+    /// again (ICD section 5, "Custody").
+    pub(super) executed_writs: Vec<Arc<str>>,
     /// Boxed, like `hold`: most people never have one, and a small `Person` is cheap to
     /// move when the table grows.
     pub(super) offer: Option<Box<Offer>>,
     /// Offers that are no longer open, to tell a late answer from an unknown one.
     pub(super) closed_offers: Vec<(String, OfferEnd)>,
     pub(super) hold: Option<Box<Hold>>,
+    /// The `effective_at` of the latest release: a release notice not later than it is
+    /// stale (ICD section 5, "Custody").
+    pub(super) released_at: Option<Time>,
+    /// While ICE detains the person (placed `detain`, not moved since): when detention
+    /// began. Leaving detention frees a bed (R4 occupancy).
+    pub(super) detained_since: Option<Time>,
 }
 
 impl Person {
@@ -114,6 +123,9 @@ impl Person {
             offer: None,
             closed_offers: Vec::new(),
             hold: None,
+            released_at: None,
+            detained_since: None,
+            executed_writs: Vec::new(),
         }
     }
 
@@ -131,14 +143,21 @@ impl Person {
         }
     }
 
-    /// Sets the custodian if no event has named one yet (ICD section 4).
-    pub(super) fn name_custodian(&mut self, custodian: &Custodian) {
-        if self.whereabouts == Whereabouts::Unknown {
-            self.whereabouts = Whereabouts::Held {
-                by: custodian.clone(),
-                since: None,
-            };
-        }
+    /// Whether the person has no custodian: never seen, or released.
+    pub(super) fn unheld(&self) -> bool {
+        !matches!(self.whereabouts, Whereabouts::Held { .. })
+    }
+
+    /// Whether a release notice for `release_at` is stale: the person was released, at
+    /// or after `release_at` (ICD section 5, "Custody").
+    pub(super) fn stale_notice(&self, release_at: Time) -> bool {
+        self.whereabouts == Whereabouts::Released
+            && self.released_at.is_some_and(|r| release_at <= r)
+    }
+
+    /// Whether a writ with this id was issued before (pending or executed).
+    pub(super) fn knows_writ(&self, id: &str) -> bool {
+        self.writs.iter().any(|w| &*w.id == id) || self.executed_writs.iter().any(|w| &**w == id)
     }
 
     pub(super) fn latest_detainer(&self) -> Option<&Detainer> {
@@ -172,6 +191,11 @@ impl Person {
         self.claims.first()
     }
 
+    /// The earliest unsatisfied claim whose jurisdiction has a return agreement (R2.2).
+    pub(super) fn agreeing_claim(&self, has_agreement: impl Fn(&str) -> bool) -> Option<&Claim> {
+        self.claims.iter().find(|c| has_agreement(&c.jurisdiction))
+    }
+
     pub(super) fn claim_of(&self, jurisdiction: &str) -> Option<&Claim> {
         self.claims
             .iter()
@@ -194,6 +218,20 @@ impl Engine {
             .or_insert_with(|| Box::new(Person::new()))
     }
 
+    /// Sets the custodian of a person who has none (never seen, or released): the
+    /// event names who holds them now (ICD section 5, "Custody").
+    pub(super) fn name_custodian(&mut self, person_id: &str, custodian: &Custodian) {
+        if self.person_mut(person_id).unheld() {
+            self.move_person(
+                person_id,
+                Whereabouts::Held {
+                    by: custodian.clone(),
+                    since: None,
+                },
+            );
+        }
+    }
+
     /// `ice.detainer.issued` (R5): names the custodian, records the detainer (a
     /// re-issue updates its status and offenses) and the latest criminal status (R4).
     pub(super) fn detainer_issued(
@@ -204,8 +242,8 @@ impl Engine {
         criminal_status: CriminalStatus,
         offenses: &[String],
     ) {
+        self.name_custodian(person_id, custodian);
         let p = self.person_mut(person_id);
-        p.name_custodian(custodian);
         p.latest_status = Some(criminal_status);
         let offenses: Arc<[String]> = offenses.into();
         match p.detainers.iter_mut().find(|d| &*d.id == detainer_id) {

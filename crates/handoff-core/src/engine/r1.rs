@@ -18,8 +18,11 @@ impl Engine {
         release_at: Time,
         emit: &mut Emitter,
     ) -> Outcome {
+        if self.person_mut(person_id).stale_notice(release_at) {
+            return Outcome::NoEffect("stale: not later than the person's last release");
+        }
+        self.name_custodian(person_id, &Custodian::Bop(facility.to_owned()));
         let p = self.person_mut(person_id);
-        p.name_custodian(&Custodian::Bop(facility.to_owned()));
         if !matches!(p.custodian(), Some(Custodian::Bop(_))) {
             return Outcome::NoEffect("person is not held by BOP");
         }
@@ -30,6 +33,7 @@ impl Engine {
         // R1.1: a writ, whoever holds it, decides first; the earliest writ wins.
         if !p.writs.is_empty() {
             let writ = p.writs.remove(0);
+            p.executed_writs.push(writ.id.clone());
             let claim = p.claim_of(&writ.jurisdiction).cloned();
             let why = Why::BopRelease {
                 release_at,
@@ -187,6 +191,7 @@ impl Engine {
             },
             detainer,
             writ: writ.map(|w| w.facts()),
+            custody_assumed: false,
         }
     }
 
@@ -215,36 +220,59 @@ impl Engine {
         }
         // Timers due by now have fired before this event, so an open offer is in time.
         let offer = p.close_offer(OfferEnd::Answered).expect("checked above");
+        match answer {
+            Answer::Accept => self.r1_7(person_id, offer, false, emit),
+            Answer::Decline => self.r1_8(person_id, offer, emit),
+        }
+        Outcome::Applied
+    }
+
+    /// R1.7 when ICE takes the person (`ice.custody.assumed`) while its first refusal is
+    /// open: the same as accepting it.
+    pub(super) fn r1_7_taken(&mut self, person_id: &str, offer: Offer, emit: &mut Emitter) {
+        self.r1_7(person_id, offer, true, emit);
+    }
+
+    /// R1.7: ICE takes the first refusal, by its answer or by taking custody.
+    fn r1_7(&mut self, person_id: &str, offer: Offer, taken: bool, emit: &mut Emitter) {
         self.cancel_timer(&offer.timer);
         let detainer = self.offer_detainer(person_id, &offer);
-        let why = Self::offer_ends(&offer, detainer.clone(), None);
-        let mut t = match answer {
-            // R1.7: ICE takes the first refusal.
-            Answer::Accept => TransferSpec::new(
-                Rule::R1_7,
-                Custodian::Ice,
-                Basis::FirstRefusalAccepted,
-                offer.release_at,
-                why,
-            ),
-            // R1.8: ICE declines; the claimant gets the person, the detainer forwarded.
-            Answer::Decline => {
-                let mut t = TransferSpec::new(
-                    Rule::R1_8,
-                    Custodian::Local(offer.claim.jurisdiction.to_string()),
-                    Basis::FirstRefusalDeclined,
-                    offer.release_at,
-                    why,
-                );
-                t.conditions = vec![Condition::IceDetainerForwarded];
-                t.claim_id = Some(offer.claim.id.to_string());
-                t
-            }
-        };
+        let mut why = Self::offer_ends(&offer, detainer.clone(), None);
+        if let Why::OfferEnds {
+            custody_assumed, ..
+        } = &mut why
+        {
+            *custody_assumed = taken;
+        }
+        let mut t = TransferSpec::new(
+            Rule::R1_7,
+            Custodian::Ice,
+            Basis::FirstRefusalAccepted,
+            offer.release_at,
+            why,
+        );
         t.detainer_id = detainer.map(|d| d.id.to_string());
         t.offer_id = Some(offer.id);
         self.transfer(person_id, t, emit);
-        Outcome::Applied
+    }
+
+    /// R1.8: ICE declines; the claimant gets the person, the detainer forwarded.
+    fn r1_8(&mut self, person_id: &str, offer: Offer, emit: &mut Emitter) {
+        self.cancel_timer(&offer.timer);
+        let detainer = self.offer_detainer(person_id, &offer);
+        let why = Self::offer_ends(&offer, detainer.clone(), None);
+        let mut t = TransferSpec::new(
+            Rule::R1_8,
+            Custodian::Local(offer.claim.jurisdiction.to_string()),
+            Basis::FirstRefusalDeclined,
+            offer.release_at,
+            why,
+        );
+        t.conditions = vec![Condition::IceDetainerForwarded];
+        t.claim_id = Some(offer.claim.id.to_string());
+        t.detainer_id = detainer.map(|d| d.id.to_string());
+        t.offer_id = Some(offer.id);
+        self.transfer(person_id, t, emit);
     }
 
     /// The first-refusal timer: R1.9, no answer by `respond_by`; the claimant gets the
@@ -284,6 +312,9 @@ impl Engine {
     /// person.
     pub(super) fn r1_10(&mut self, person_id: &str, offer: Offer, writ: Writ, emit: &mut Emitter) {
         self.cancel_timer(&offer.timer);
+        self.person_mut(person_id)
+            .executed_writs
+            .push(writ.id.clone());
         let claim_id = self
             .people
             .get(person_id)

@@ -2,6 +2,8 @@
 //! return agreement (R2.2); and the two events that can set R2.2 off, a policy gaining
 //! the agreement and a claim lodged by a jurisdiction that has one.
 
+use std::sync::Arc;
+
 use super::custody::{Emitter, TransferSpec};
 use super::person::{Claim, Writ};
 use super::{Engine, Outcome, Policy};
@@ -41,17 +43,17 @@ impl Engine {
     ) -> Outcome {
         self.seq += 1;
         let seq = self.seq;
-        self.person_mut(person_id).claims.push(Claim {
+        let p = self.person_mut(person_id);
+        p.claims.push(Claim {
             id: claim_id.into(),
             jurisdiction: jurisdiction_id.into(),
             seq,
         });
-        self.claims_by_jurisdiction
-            .entry_ref(jurisdiction_id)
-            .or_default()
-            .insert(seq, person_id.to_owned());
-        if self.stance(jurisdiction_id).1 {
-            self.r2_2(now, person_id, jurisdiction_id, emit);
+        if p.custodian() == Some(&Custodian::Ice) {
+            self.index_claim(jurisdiction_id, seq, person_id);
+            if self.stance(jurisdiction_id).1 {
+                self.r2_2(now, person_id, emit);
+            }
         }
         Outcome::Applied
     }
@@ -77,6 +79,9 @@ impl Engine {
             claim: claim.clone(),
             stance,
         };
+        self.person_mut(person_id)
+            .executed_writs
+            .push(writ.id.clone());
         let mut t = TransferSpec::new(
             Rule::R2_1,
             Custodian::Local(writ.jurisdiction),
@@ -90,29 +95,36 @@ impl Engine {
         self.transfer(person_id, t, emit);
     }
 
-    /// R2.2 for everyone ICE holds whose claimant is `jurisdiction_id`, in lodge order.
+    /// R2.2 for everyone ICE holds with an unsatisfied claim by `jurisdiction_id`, in
+    /// the order those claims were lodged. The index holds only such claims, and each
+    /// person it names leaves ICE here (the jurisdiction now agrees), so the cost is the
+    /// transfers decided.
     fn r2_2_for_jurisdiction(&mut self, now: Time, jurisdiction_id: &str, emit: &mut Emitter) {
-        let Some(claims) = self.claims_by_jurisdiction.get(jurisdiction_id) else {
+        let Some(claims) = self.ice_claims.get(jurisdiction_id) else {
             return;
         };
-        let people: Vec<String> = claims.values().cloned().collect();
+        let people: Vec<Arc<str>> = claims.values().cloned().collect();
         for person_id in people {
-            self.r2_2(now, &person_id, jurisdiction_id, emit);
+            self.r2_2(now, &person_id, emit);
         }
     }
 
-    /// R2.2: ICE holds the person and the claimant, `jurisdiction_id`, has a return
-    /// agreement: the claimant gets the person and returns them to ICE before release.
-    fn r2_2(&mut self, now: Time, person_id: &str, jurisdiction_id: &str, emit: &mut Emitter) {
+    /// R2.2: ICE holds the person, and a claim's jurisdiction has a return agreement:
+    /// the earliest such claim's jurisdiction gets the person and returns them to ICE
+    /// before release. An earlier claim without an agreement does not stand in its way.
+    fn r2_2(&mut self, now: Time, person_id: &str, emit: &mut Emitter) {
         let Some(p) = self.people.get(person_id) else {
             return;
         };
         if p.custodian() != Some(&Custodian::Ice) {
             return;
         }
-        let Some(claim) = p.claimant().filter(|c| &*c.jurisdiction == jurisdiction_id) else {
+        let policies = &self.policies;
+        let Some(claim) = p.agreeing_claim(|j| policies.get(j).is_some_and(|p| p.return_agreement))
+        else {
             return;
         };
+        let jurisdiction_id = claim.jurisdiction.to_string();
         let since = p.since();
         let effective_at = since.map_or(now, |s| s.max(now));
         let claim_id = claim.id.to_string();
@@ -120,11 +132,11 @@ impl Engine {
             since,
             writ: None,
             claim: Some(claim.facts()),
-            stance: self.stance_of(jurisdiction_id),
+            stance: self.stance_of(&jurisdiction_id),
         };
         let mut t = TransferSpec::new(
             Rule::R2_2,
-            Custodian::Local(jurisdiction_id.to_owned()),
+            Custodian::Local(jurisdiction_id),
             Basis::ReturnAgreement,
             effective_at,
             why,

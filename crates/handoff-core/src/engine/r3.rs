@@ -46,8 +46,11 @@ impl Engine {
             return_agreement: agreement,
         };
         let here = Custodian::Local(jurisdiction_id.to_owned());
+        if self.person_mut(person_id).stale_notice(release_at) {
+            return Outcome::NoEffect("stale: not later than the person's last release");
+        }
+        self.name_custodian(person_id, &here);
         let p = self.person_mut(person_id);
-        p.name_custodian(&here);
         if p.custodian() != Some(&here) {
             return Outcome::NoEffect("person is not held by this jurisdiction");
         }
@@ -162,6 +165,10 @@ impl Engine {
             .is_none_or(|h| &*h.jurisdiction != jurisdiction_id)
         {
             return Outcome::NoEffect("no hold in progress at this jurisdiction");
+        }
+        if p.hold.as_ref().is_some_and(|h| now < h.from) {
+            // A jurisdiction that will not hold declines the detainer instead (R3.7).
+            return Outcome::NoEffect("the hold has not begun: it cannot lapse before hold_from");
         }
         let hold = p.hold.take().expect("checked above");
         self.cancel_timer(&hold.timer);

@@ -1,9 +1,11 @@
-//! R4: ICE takes custody and places the person, detained while beds last; and ICE's
-//! capacity reports (R5), which the placement counts against.
+//! R4: ICE takes custody (R4.1) and places the person, detained while beds last (R4.2);
+//! and ICE's capacity reports (R5), which the placement counts against.
 
-use super::custody::Emitter;
+use super::custody::{Emitter, TransferSpec};
 use super::{Engine, Outcome};
-use crate::model::{Basis, CriminalStatus, DecisionBody, Monitoring, Placement, Rule};
+use crate::model::{
+    Basis, CriminalStatus, Custodian, DecisionBody, Monitoring, Placement, Rule, Time,
+};
 use crate::why::{Beds, Why};
 
 /// ICE's detention capacity as last reported, and the beds handoff has filled since.
@@ -20,9 +22,32 @@ impl Engine {
         Outcome::Applied
     }
 
-    /// R4: detain while beds last; past capacity, only the convicted stay detained. The
-    /// criminal status is the latest detainer's, `none` when there never was one.
-    pub(super) fn r4(&mut self, person_id: &str, emit: &mut Emitter) {
+    /// R4.1: ICE takes the person from BOP or a jurisdiction, with no first-refusal
+    /// offer open (R1.7) and no hold (R3.4): a transfer, so custody never changes hands
+    /// without a decision. It takes effect at the later of the clock and the start of
+    /// the giving custodian's custody.
+    pub(super) fn r4_1(&mut self, now: Time, person_id: &str, emit: &mut Emitter) {
+        let p = self.person_mut(person_id);
+        let since = p.since();
+        let detainer = p.latest_detainer().map(|d| d.facts());
+        let effective_at = since.map_or(now, |s| s.max(now));
+        let detainer_id = detainer.as_ref().map(|d| d.id.to_string());
+        let why = Why::CustodyAssumed { since, detainer };
+        let mut t = TransferSpec::new(
+            Rule::R4_1,
+            Custodian::Ice,
+            Basis::CustodyAssumed,
+            effective_at,
+            why,
+        );
+        t.detainer_id = detainer_id;
+        self.transfer(person_id, t, emit);
+    }
+
+    /// R4.2: detain while beds last; past capacity, only the convicted stay detained.
+    /// The criminal status is the latest detainer's, `none` when there never was one.
+    /// Called only for a person ICE does not already detain.
+    pub(super) fn r4_2(&mut self, now: Time, person_id: &str, emit: &mut Emitter) {
         let status = self.person_mut(person_id).latest_status;
         let beds = self.capacity.map(|c| Beds {
             funded: c.funded,
@@ -43,14 +68,15 @@ impl Engine {
                 Basis::Capacity,
             ),
         };
-        if placement == Placement::Detain
-            && let Some(c) = self.capacity.as_mut()
-        {
-            c.occupied += 1;
+        if placement == Placement::Detain {
+            self.person_mut(person_id).detained_since = Some(now);
+            if let Some(c) = self.capacity.as_mut() {
+                c.occupied += 1;
+            }
         }
         emit.emit(
             person_id,
-            Rule::R4,
+            Rule::R4_2,
             DecisionBody::Placement {
                 placement,
                 monitoring,
