@@ -245,7 +245,7 @@ impl Engine {
         };
         let id = detainer.id.clone();
         if !p.declined_by(detainer_id, jurisdiction_id) {
-            p.declined.push((id, jurisdiction_id.to_owned()));
+            p.declined.push((id, jurisdiction_id.into()));
         }
         if p.hold
             .as_ref()
