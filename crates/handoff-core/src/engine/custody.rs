@@ -176,7 +176,11 @@ impl Engine {
         if was_ice == is_ice {
             return;
         }
-        let left_detention = !is_ice && p.detained_since.take().is_some();
+        let left_detention = !is_ice
+            && p.rare
+                .as_mut()
+                .and_then(|r| r.detained_since.take())
+                .is_some();
         let claims: Vec<(Arc<str>, u64)> = p
             .claims
             .iter()

@@ -134,26 +134,33 @@ pub(super) struct Person {
     pub(super) whereabouts: Whereabouts,
     /// Active detainers (issued, not withdrawn), oldest first.
     pub(super) detainers: Few<Detainer>,
-    /// (detainer, jurisdiction) pairs: the jurisdiction will not honor that detainer.
-    pub(super) declined: Few<(Arc<str>, Arc<str>)>,
     /// The `criminal_status` of the latest detainer ever issued (R4); `None` until one is.
     pub(super) latest_status: Option<CriminalStatus>,
     /// Unsatisfied claims, in the order lodged; the first is "the claimant".
     pub(super) claims: Few<Claim>,
+    /// Boxed, like `hold` and `rare`: most people never have one, and a small `Person`
+    /// (128 bytes) keeps a table of millions of people small.
+    pub(super) offer: Option<Box<Offer>>,
+    pub(super) hold: Option<Box<Hold>>,
+    /// The `effective_at` of the latest release: a release notice not later than it is
+    /// stale (ICD section 5, "Custody").
+    pub(super) released_at: Option<Time>,
+    /// What few people ever have; `None` until one of them is set.
+    pub(super) rare: Option<Box<Rare>>,
+}
+
+/// The parts of a person's state that most people never have.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Rare {
+    /// (detainer, jurisdiction) pairs: the jurisdiction will not honor that detainer.
+    pub(super) declined: Few<(Arc<str>, Arc<str>)>,
     /// Writs not yet executed, in the order issued; the first wins.
     pub(super) writs: Few<Writ>,
     /// Ids of the writs a transfer was decided under: an executed writ does not apply
     /// again (ICD section 5, "Custody").
     pub(super) executed_writs: Few<Arc<str>>,
-    /// Boxed, like `hold`: most people never have one, and a small `Person` is cheap to
-    /// move when the table grows.
-    pub(super) offer: Option<Box<Offer>>,
     /// Offers that are no longer open, to tell a late answer from an unknown one.
     pub(super) closed_offers: Few<(String, OfferEnd)>,
-    pub(super) hold: Option<Box<Hold>>,
-    /// The `effective_at` of the latest release: a release notice not later than it is
-    /// stale (ICD section 5, "Custody").
-    pub(super) released_at: Option<Time>,
     /// While ICE detains the person (placed `detain`, not moved since): when detention
     /// began. Leaving detention frees a bed (R4 occupancy).
     pub(super) detained_since: Option<Time>,
@@ -164,16 +171,12 @@ impl Person {
         Person {
             whereabouts: Whereabouts::Unknown,
             detainers: Few::default(),
-            declined: Few::default(),
             latest_status: None,
             claims: Few::default(),
-            writs: Few::default(),
             offer: None,
-            closed_offers: Few::default(),
             hold: None,
             released_at: None,
-            detained_since: None,
-            executed_writs: Few::default(),
+            rare: None,
         }
     }
 
@@ -203,9 +206,39 @@ impl Person {
             && self.released_at.is_some_and(|r| release_at <= r)
     }
 
+    /// The rare parts, created on first write.
+    pub(super) fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Default::default)
+    }
+
+    /// Writs not yet executed, in the order issued.
+    pub(super) fn writs(&self) -> &[Writ] {
+        self.rare.as_ref().map_or(&[], |r| &r.writs)
+    }
+
+    /// Whether a transfer was decided under the writ `id`.
+    pub(super) fn executed(&self, id: &str) -> bool {
+        self.rare
+            .as_ref()
+            .is_some_and(|r| r.executed_writs.iter().any(|w| &**w == id))
+    }
+
+    /// Takes the earliest writ not yet executed and marks it executed.
+    pub(super) fn execute_first_writ(&mut self) -> Option<Writ> {
+        let rare = self.rare.as_mut().filter(|r| !r.writs.is_empty())?;
+        let writ = rare.writs.remove(0);
+        rare.executed_writs.push(writ.id.clone());
+        Some(writ)
+    }
+
+    /// When ICE's detention of the person began, while it detains them.
+    pub(super) fn detained_since(&self) -> Option<Time> {
+        self.rare.as_ref().and_then(|r| r.detained_since)
+    }
+
     /// Whether a writ with this id was issued before (pending or executed).
     pub(super) fn knows_writ(&self, id: &str) -> bool {
-        self.writs.iter().any(|w| &*w.id == id) || self.executed_writs.iter().any(|w| &**w == id)
+        self.writs().iter().any(|w| &*w.id == id) || self.executed(id)
     }
 
     pub(super) fn latest_detainer(&self) -> Option<&Detainer> {
@@ -217,7 +250,9 @@ impl Person {
     }
 
     pub(super) fn declined_by(&self, detainer: &str, jurisdiction: &str) -> bool {
-        self.declined
+        self.rare
+            .as_ref()
+            .map_or(&[][..], |r| &r.declined)
             .iter()
             .any(|(d, j)| &**d == detainer && &**j == jurisdiction)
     }
@@ -252,7 +287,7 @@ impl Person {
 
     pub(super) fn close_offer(&mut self, end: OfferEnd) -> Option<Offer> {
         let offer = self.offer.take()?;
-        self.closed_offers.push((offer.id.clone(), end));
+        self.rare_mut().closed_offers.push((offer.id.clone(), end));
         Some(*offer)
     }
 }
@@ -291,9 +326,9 @@ impl Engine {
         offenses: &[String],
     ) {
         self.name_custodian(person_id, custodian);
+        let offenses = self.offense_list(offenses);
         let p = self.person_mut(person_id);
         p.latest_status = Some(criminal_status);
-        let offenses: Arc<[String]> = offenses.into();
         match p.detainers.iter_mut().find(|d| &*d.id == detainer_id) {
             Some(d) => {
                 d.status = criminal_status;

@@ -31,9 +31,7 @@ impl Engine {
         }
         let detainer = p.latest_detainer().cloned();
         // R1.1: a writ, whoever holds it, decides first; the earliest writ wins.
-        if !p.writs.is_empty() {
-            let writ = p.writs.remove(0);
-            p.executed_writs.push(writ.id.clone());
+        if let Some(writ) = p.execute_first_writ() {
             let claim = p.claim_of(&writ.jurisdiction).cloned();
             let why = Why::BopRelease {
                 release_at,
@@ -209,7 +207,9 @@ impl Engine {
         };
         if p.offer.as_ref().is_none_or(|o| o.id != offer_id) {
             let lapsed = p
-                .closed_offers
+                .rare
+                .as_ref()
+                .map_or(&[][..], |r| &r.closed_offers)
                 .iter()
                 .any(|(id, end)| id == offer_id && *end == OfferEnd::Lapsed);
             return Outcome::Rejected(if lapsed {
@@ -313,6 +313,7 @@ impl Engine {
     pub(super) fn r1_10(&mut self, person_id: &str, offer: Offer, writ: Writ, emit: &mut Emitter) {
         self.cancel_timer(&offer.timer);
         self.person_mut(person_id)
+            .rare_mut()
             .executed_writs
             .push(writ.id.clone());
         let claim_id = self

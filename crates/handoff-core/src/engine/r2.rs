@@ -43,10 +43,11 @@ impl Engine {
     ) -> Outcome {
         self.seq += 1;
         let seq = self.seq;
+        let jurisdiction = self.name(jurisdiction_id);
         let p = self.person_mut(person_id);
         p.claims.push(Claim {
             id: claim_id.into(),
-            jurisdiction: jurisdiction_id.into(),
+            jurisdiction,
             seq,
         });
         if p.custodian() == Some(&Custodian::Ice) {
@@ -66,7 +67,8 @@ impl Engine {
         }
     }
 
-    /// R2.1: a writ takes the person out of ICE custody, to come back afterwards.
+    /// R2.1: a writ (already marked executed) takes the person out of ICE custody, to
+    /// come back afterwards.
     pub(super) fn r2_1(&mut self, now: Time, person_id: &str, writ: Writ, emit: &mut Emitter) {
         let stance = self.stance_of(&writ.jurisdiction);
         let p = self.person_mut(person_id);
@@ -79,9 +81,6 @@ impl Engine {
             claim: claim.clone(),
             stance,
         };
-        self.person_mut(person_id)
-            .executed_writs
-            .push(writ.id.clone());
         let mut t = TransferSpec::new(
             Rule::R2_1,
             Custodian::Local(writ.jurisdiction),

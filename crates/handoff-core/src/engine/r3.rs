@@ -245,8 +245,13 @@ impl Engine {
         };
         let id = detainer.id.clone();
         if !p.declined_by(detainer_id, jurisdiction_id) {
-            p.declined.push((id, jurisdiction_id.into()));
+            let jurisdiction = self.name(jurisdiction_id);
+            self.person_mut(person_id)
+                .rare_mut()
+                .declined
+                .push((id, jurisdiction));
         }
+        let p = self.person_mut(person_id);
         if p.hold
             .as_ref()
             .is_some_and(|h| &*h.detainer_id == detainer_id && &*h.jurisdiction == jurisdiction_id)

@@ -69,7 +69,7 @@ impl Engine {
             ),
         };
         if placement == Placement::Detain {
-            self.person_mut(person_id).detained_since = Some(now);
+            self.person_mut(person_id).rare_mut().detained_since = Some(now);
             if let Some(c) = self.capacity.as_mut() {
                 c.occupied += 1;
             }
