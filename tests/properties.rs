@@ -318,7 +318,7 @@ fn run(steps: &[(i64, Op)]) -> Result<Scenario, TestCaseError> {
             .step(&event, &step.outcome, clock, &step.decisions)
             .map_err(TestCaseError::fail)?;
         tracker
-            .occupancy_agrees(&s.engine)
+            .counts_agree(&s.engine)
             .map_err(TestCaseError::fail)?;
         for p in 0..PEOPLE {
             let p = person(p);
@@ -341,7 +341,7 @@ fn run(steps: &[(i64, Op)]) -> Result<Scenario, TestCaseError> {
         s.decisions.push(d);
     }
     tracker
-        .occupancy_agrees(&s.engine)
+        .counts_agree(&s.engine)
         .map_err(TestCaseError::fail)?;
     prop_assert!(
         tracker.holds.is_empty(),

@@ -784,7 +784,7 @@ impl Builder {
         self.items.push(Item::Event(event.clone()));
         self.events.push(event);
         self.take_decisions(step.decisions)?;
-        self.tracker.occupancy_agrees(&self.engine)?;
+        self.tracker.counts_agree(&self.engine)?;
         self.agree()
     }
 
@@ -847,6 +847,8 @@ pub struct Tracker {
     pub detained: HashSet<String>,
     /// Writs a transfer was decided under, by person: each at most once.
     pub executed_writs: HashSet<(String, String)>,
+    /// Unsatisfied claims by person, as the jurisdictions that lodged them.
+    pub claims: HashMap<String, Vec<String>>,
 }
 
 impl Tracker {
@@ -940,6 +942,15 @@ impl Tracker {
             EventBody::CapacityUpdated { occupied_beds, .. } => {
                 self.occupied = Some(*occupied_beds);
             }
+            EventBody::ClaimLodged {
+                person_id,
+                jurisdiction_id,
+                ..
+            } => self
+                .claims
+                .entry(person_id.clone())
+                .or_default()
+                .push(jurisdiction_id.clone()),
             _ => {}
         }
         if let Some(p) = decided_again
@@ -957,8 +968,22 @@ impl Tracker {
         decisions.iter().try_for_each(|d| self.decision(d))
     }
 
-    /// ICE's occupancy as the engine counts it equals the one the decisions imply.
-    pub fn occupancy_agrees(&self, engine: &Engine) -> Result<(), String> {
+    /// ICE's occupancy as the engine counts it equals the one the decisions imply, and
+    /// the R2.2 index holds exactly the unsatisfied claims of the people ICE holds (so a
+    /// policy event costs what it decides, not the history behind it).
+    pub fn counts_agree(&self, engine: &Engine) -> Result<(), String> {
+        let ice_claims: usize = self
+            .claims
+            .iter()
+            .filter(|(p, _)| self.current(p) == Some(Custodian::Ice))
+            .map(|(_, c)| c.len())
+            .sum();
+        if engine.r2_2_index_len() != ice_claims {
+            return Err(format!(
+                "the R2.2 index holds {} claims; ICE holds people with {ice_claims}",
+                engine.r2_2_index_len()
+            ));
+        }
         let engine_occupied = engine.capacity().map(|(_, occupied)| occupied);
         if engine_occupied != self.occupied {
             return Err(format!(
@@ -1040,6 +1065,11 @@ impl Tracker {
                 }
                 if *from == Custodian::Ice && self.detained.remove(p) {
                     self.occupied = self.occupied.map(|o| o.saturating_sub(1));
+                }
+                if let Custodian::Local(j) = to
+                    && let Some(claims) = self.claims.get_mut(p)
+                {
+                    claims.retain(|c| c != j);
                 }
                 self.whereabouts.insert(
                     p.to_owned(),
