@@ -200,3 +200,58 @@ fn no_progress_bar_when_piped() {
         );
     }
 }
+
+/// A first-refusal answer to an offer that does not exist: the rules refuse it as
+/// `unknown_offer`.
+const REFUSED: &str = r#"{"specversion":"1.0","id":"ice-r-1","source":"urn:agency:ice:eagle","type":"ice.first_refusal.response","time":"2017-01-28T09:00:00Z","subject":"P-4001","datacontenttype":"application/json","data":{"offer_id":"no-such-offer","person_id":"P-4001","decision":"accept"}}"#;
+
+/// ICD section 6: a refusal by the rules is noted with its line number but is not a bad
+/// line, so every command that decides from a log exits 0 on it; a bad line (not JSON)
+/// still exits 1.
+#[test]
+fn a_refusal_is_noted_and_exits_0_while_a_bad_line_exits_1() {
+    let dir = Scratch::new("refusal");
+    let overrides = dir.path("overrides.json");
+    std::fs::write(
+        &overrides,
+        r#"[{"jurisdiction_id":"tx-travis-county","honors_detainers":true}]"#,
+    )
+    .unwrap();
+    let refused = format!("{REFUSED}\n");
+    let with_bad_line = format!("{REFUSED}\n{{not json\n");
+    let commands: [&[&str]; 5] = [
+        &["replay", "-"],
+        &["replay", "-", "--policy", &overrides],
+        &["explain", "P-4001", "-"],
+        &["report", "capacity", "-"],
+        &[
+            "report",
+            "ddor",
+            "-",
+            "--from",
+            "2017-01-01T00:00:00Z",
+            "--to",
+            "2017-02-01T00:00:00Z",
+        ],
+    ];
+    for args in commands {
+        let out = handoff(args, Some(refused.as_bytes()));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        if args[0] == "replay" {
+            assert!(stderr.contains("-:1: rejected: unknown_offer"), "{stderr}");
+        }
+        let out = handoff(args, Some(with_bad_line.as_bytes()));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // explain's status says whether the person appears, not whether lines were bad.
+        let want = if args[0] == "explain" { 0 } else { 1 };
+        assert_eq!(out.status.code(), Some(want), "{args:?}: {stderr}");
+    }
+    let out = handoff(&["replay", "-"], Some(with_bad_line.as_bytes()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("-:2: invalid (not_json)"), "{stderr}");
+    assert!(
+        stderr.contains("1 of 2 lines invalid (not valid events; skipped)"),
+        "{stderr}"
+    );
+}

@@ -1,9 +1,10 @@
 //! The `handoff` command line: one module per command, each with its arguments and its
 //! `run`. The offline commands end in [`Ended`] or an error, and [`main`] maps that to the
-//! exit status in one place: 0 when every line was accepted, 1 when some line was
-//! rejected (the run still went to the end), 2 when the command could not run at all (a
-//! missing file, a bad argument). `serve`, `publish` and `journal` have statuses of their
-//! own, documented in their help.
+//! exit status in one place: 0 when every line was accepted, 1 when some line was bad (not
+//! JSON, not a valid event; the run still went to the end), 2 when the command could not
+//! run at all (a missing file, a bad argument). The rules' refusals (`unknown_offer`,
+//! `late_response`) are noted but are not bad lines (ICD section 6). `serve`, `publish`
+//! and `journal` have statuses of their own, documented in their help.
 
 mod explain;
 mod generate;
@@ -59,8 +60,8 @@ pub(crate) enum Command {
 pub(crate) enum Ended {
     /// Every line was accepted (exit 0).
     Accepted,
-    /// Some line was rejected, or what was asked for is not there (exit 1); the message,
-    /// if any, is printed on stderr.
+    /// Some line was bad, or what was asked for is not there (exit 1); the message, if
+    /// any, is printed on stderr.
     Rejected(Option<String>),
 }
 
@@ -105,17 +106,15 @@ fn notes<'a>(progress: &'a ProgressBar, name: &'a str, quiet: bool) -> impl FnMu
     }
 }
 
-/// How a run over a log came out: rejected, with a line saying why, if any line was.
+/// How a run over a log came out: rejected, with a line saying why, if any line was bad.
+/// Refusals by the rules are not bad lines (ICD section 6): they were noted line by line.
 fn rejected(summary: &Summary) -> Ended {
     if !summary.failed() {
         return Ended::Accepted;
     }
     Ended::Rejected(Some(format!(
-        "{} of {} lines rejected ({} invalid, {} refused by the rules)",
-        summary.invalid + summary.rejected,
-        summary.lines,
-        summary.invalid,
-        summary.rejected
+        "{} of {} lines invalid (not valid events; skipped)",
+        summary.invalid, summary.lines,
     )))
 }
 

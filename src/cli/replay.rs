@@ -16,11 +16,11 @@ use crate::answers::{replay, whatif};
 #[command(
     long_about = "Replay a JSON-lines event log through the decision engine and print \
 every decision as one JSON line on stdout, in decision order (ICD section 5).\n\n\
-Lines that are not valid events are reported on stderr as LOG:LINE: reason and skipped; \
-so are events the rules refuse (a late or unknown first-refusal answer). Duplicates and \
-events that change nothing are noted on stderr too, unless --quiet.\n\n\
-Exit status: 0 if every line was accepted, 1 if any line was rejected, 2 if the log \
-could not be read."
+Lines that are not valid events (bad lines) are reported on stderr as LOG:LINE: reason and \
+skipped. Events the rules refuse (a late or unknown first-refusal answer), duplicates and \
+events that change nothing are noted on stderr too, unless --quiet; they are not bad lines \
+(a journal legitimately holds them).\n\n\
+Exit status: 0 if no line was bad, 1 if any line was bad, 2 if the log could not be read."
 )]
 pub(crate) struct Args {
     /// The log to replay; `-` reads standard input.
@@ -29,7 +29,8 @@ pub(crate) struct Args {
     /// (holds that lapse, offers that go unanswered).
     #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
     pub(crate) until: Option<Time>,
-    /// Report only lines that make the run fail (not duplicates or no-effect events).
+    /// Report only lines that make the run fail (bad lines; not refusals, duplicates or
+    /// no-effect events).
     #[arg(long, short)]
     pub(crate) quiet: bool,
     /// Print throughput and peak memory on stderr at the end.

@@ -104,9 +104,9 @@ pub fn run(Args { report }: Args) -> anyhow::Result<Ended> {
     io::stdout().lock().write_all(text.as_bytes())?;
     if summary.failed() {
         return Ok(Ended::Rejected(Some(format!(
-            "{} lines of the log were rejected and left out of the report; \
+            "{} lines of the log are not valid events and were left out of the report; \
 `handoff replay` lists them",
-            summary.invalid + summary.rejected
+            summary.invalid
         ))));
     }
     Ok(Ended::Accepted)

@@ -13,10 +13,11 @@ use handoff_core::model::{Decision, Event, Time};
 /// What a line of the log came to, when it is worth telling the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {
-    /// Not a valid event; skipped. Makes the run fail.
+    /// Not a valid event; skipped. A bad line: makes the run fail.
     Invalid(Invalid),
-    /// A valid event the rules refused (`unknown_offer`, `late_response`). Makes the
-    /// run fail too: the log holds an answer that changed nothing.
+    /// A valid event the rules refused (`unknown_offer`, `late_response`). Not a bad line
+    /// (ICD section 6): the live service journals such an event too, because it moved the
+    /// clock, so a journal legitimately holds it and replaying that journal succeeds.
     Rejected(&'static str),
     /// A repeat of an earlier `source` + `id`; ignored, as the ICD says.
     Duplicate,
@@ -25,9 +26,13 @@ pub enum Note {
 }
 
 impl Note {
-    /// Whether this note makes the run exit non-zero.
+    /// Whether this note makes the run exit non-zero: only a bad line does (not JSON, not
+    /// a valid event). Refusals, duplicates and `no_effect` are noted, not errors.
     pub(crate) fn is_error(&self) -> bool {
-        matches!(self, Note::Invalid(_) | Note::Rejected(_))
+        match self {
+            Note::Invalid(_) => true,
+            Note::Rejected(_) | Note::Duplicate | Note::NoEffect(_) => false,
+        }
     }
 }
 
@@ -68,9 +73,10 @@ impl Summary {
         }
     }
 
-    /// Whether any line was rejected (invalid, or refused by the rules).
+    /// Whether any line was bad (not JSON, not a valid event). The rules' refusals are
+    /// counted in `rejected` but do not fail a run (ICD section 6).
     pub fn failed(&self) -> bool {
-        self.invalid + self.rejected > 0
+        self.invalid > 0
     }
 }
 
