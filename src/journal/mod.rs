@@ -20,6 +20,7 @@
 //! The outbox mark ([`OutboxMark`]) beside the journal counts the decisions that have been
 //! published and confirmed, so that a restart republishes only the ones after it.
 
+pub mod control;
 pub mod feed;
 pub mod read;
 pub mod tool;
