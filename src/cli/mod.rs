@@ -23,9 +23,40 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::answers::replay::{Note, Summary};
+use crate::answers::replay::{Note, ReadError, Summary};
 use crate::edge::envelope;
+use crate::journal::control::{OtherRules, Rules};
+use handoff_core::RULES_VERSION;
 use handoff_core::model::Time;
+
+/// The help of `--rules`, shared by every command that decides from a log.
+pub(crate) const RULES_HELP: &str = "Which rules decide a journal: `journal` (the \
+default) follows the rules version its handoff.journal.opened entries name, and refuses \
+(exit 2) a journal decided under other rules than this handoff's, since its decisions would \
+differ from the ones that were published; `current` decides it under this handoff's rules \
+anyway (a what-if). A log without such an entry is decided under this handoff's rules.";
+
+/// A read that ended early, as the error `main` reports (exit 2): a journal decided under
+/// other rules is named, with what to do.
+fn read_failed(log: &str, e: ReadError) -> anyhow::Error {
+    match e {
+        ReadError::OtherRules(_) => anyhow::anyhow!("{log}: {e}"),
+        ReadError::Io(e) => e.into(),
+    }
+}
+
+/// Says on stderr that a journal decided under other rules was decided under this
+/// build's, as `--rules current` asked.
+fn warn_other_rules(log: &str, rules: Rules, other: Option<&OtherRules>) {
+    if let (Rules::Current, Some(o)) = (rules, other) {
+        eprintln!(
+            "handoff: note: {log}:{}: the journal says rules version {} (writer {}); decided \
+             under this handoff's rules version {RULES_VERSION} as --rules current asked: a \
+             what-if, whose decisions may differ from the ones that were published",
+            o.line, o.rules, o.writer
+        );
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(

@@ -8,7 +8,7 @@
 //! (`feed::Lines`, start-up recovery), so a journal gives the same decisions and decision
 //! ids with and without them; they only say under which rules its events were decided,
 //! and a reader refuses a journal decided under other rules unless told to decide it
-//! under the current ones (a what-if).
+//! under the current ones ([`Rules::Current`], a what-if).
 //!
 //! The JSON of a control entry is read in `edge::envelope` (`parse_entry`) and written in
 //! `edge::wire` (`opened_json`); its schema is `schemas/journal/<type>.json`.
@@ -120,6 +120,45 @@ impl Control {
 pub enum Entry {
     Event(Event),
     Control(Control),
+}
+
+/// Which rules a reader decides a journal under (`--rules`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Rules {
+    /// The journal's: refuse a journal whose `handoff.journal.opened` says another rules
+    /// version than this build's, since its decisions would differ from those published.
+    #[default]
+    Journal,
+    /// This build's, whatever the journal says: a what-if.
+    Current,
+}
+
+/// A journal decided under other rules than this build's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "line {line}: the journal says its events were decided under rules version {rules} \
+     (handoff.journal.opened by writer {writer}), and this handoff decides by rules version \
+     {ours} (ICD section 5), so its decisions could differ from the ones that were published",
+    ours = RULES_VERSION
+)]
+pub struct OtherRules {
+    /// The line of the `handoff.journal.opened` entry.
+    pub line: u64,
+    /// The version it names.
+    pub rules: u32,
+    pub writer: String,
+}
+
+/// Checks an opened entry's rules version against this build's.
+pub(crate) fn check_rules(line: u64, opened: &Opened) -> Result<(), OtherRules> {
+    if opened.rules == RULES_VERSION {
+        return Ok(());
+    }
+    Err(OtherRules {
+        line,
+        rules: opened.rules,
+        writer: opened.writer.clone(),
+    })
 }
 
 /// The longest writer id: with the rest of the entry it stays far below any message limit.
@@ -279,6 +318,22 @@ mod tests {
         assert_eq!(
             envelope::parse_entry(&json),
             Ok(Entry::Control(Control::Opened(opened)))
+        );
+    }
+
+    #[test]
+    fn other_rules_are_refused_and_the_current_ones_pass() {
+        let mut opened = Opened::now("host:1", time(), 0);
+        assert_eq!(check_rules(1, &opened), Ok(()));
+        opened.rules = RULES_VERSION + 1;
+        let e = check_rules(4, &opened).unwrap_err();
+        assert_eq!(e.line, 4);
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("rules version {}", RULES_VERSION + 1))
+                && text.contains(&format!("decides by rules version {RULES_VERSION}"))
+                && text.contains("writer host:1"),
+            "{text}"
         );
     }
 }
