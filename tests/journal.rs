@@ -748,3 +748,133 @@ async fn a_full_disk_stops_the_service_without_losing_an_event() {
     audit.live_equals_replay(&journal).await;
     assert!(serve.terminate().success(), "{}", serve.logs());
 }
+
+// ---------------------------------------------------------------------------------------
+// Control entries (ICD section 8).
+
+/// A `handoff.journal.opened` entry, framed, naming `rules`.
+fn opened_line(rules: u32, entries: u64) -> Vec<u8> {
+    let mut o = handoff::journal::control::Opened::now(
+        "handoff-old:1",
+        envelope::parse_time("2017-01-28T00:00:00Z").unwrap(),
+        entries,
+    );
+    o.rules = rules;
+    let mut line = Vec::new();
+    frame(&handoff::edge::wire::opened_json(&o), &mut line);
+    line
+}
+
+/// verify and repair read control entries like events: checksummed, counted apart. A
+/// torn tail after an opened entry is cut off as start-up would, and the restart's own
+/// opened entry torn in the middle of its write is a torn tail too.
+#[test]
+fn verify_and_repair_with_control_entries_and_a_torn_tail() {
+    let dir = workdir("controls-torn");
+    let events = journal_lines(6);
+    let path = dir.join("j.jsonl");
+    let intact = [
+        opened_line(handoff_core::RULES_VERSION, 0),
+        events[..5].concat(),
+    ]
+    .concat();
+    let second = opened_line(handoff_core::RULES_VERSION, 6);
+    let half = &second[..second.len() / 2];
+    let torn = [intact.clone(), half.to_vec()].concat();
+    std::fs::write(&path, &torn).unwrap();
+    let out = verify(&path);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("6 intact entries, all valid: 5 events and 1 control entries"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "line 7 (byte {}, {} bytes): torn tail",
+            intact.len(),
+            half.len()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("verdict: damaged (torn tail only: start-up repairs it)"),
+        "{text}"
+    );
+    assert!(!text.contains("warning"), "{text}");
+    let out = repair(&path, "--truncate");
+    let aside = check_repaired(&path, &out, &torn, &intact);
+    assert_eq!(std::fs::read(aside).unwrap(), half);
+    assert!(stdout(&out).contains("now holds 6 intact entries"));
+
+    // An event torn after the opened entry: the same, and start-up agrees.
+    let startup = dir.join("startup.jsonl");
+    let opened_then_torn = [
+        opened_line(handoff_core::RULES_VERSION, 0),
+        events[0][..events[0].len() / 3].to_vec(),
+    ]
+    .concat();
+    std::fs::write(&startup, &opened_then_torn).unwrap();
+    let (_, recovery) = FileJournal::open(&startup, |_, _| Ok(())).unwrap();
+    assert_eq!(recovery.entries, 1);
+    assert_eq!(
+        std::fs::read(&startup).unwrap(),
+        opened_line(handoff_core::RULES_VERSION, 0)
+    );
+
+    // A damaged opened entry in the middle is damage like any other: --drop-damaged moves
+    // it aside, and the outbox mark counts the decisions of the events before it.
+    let middle_dir = workdir("controls-middle");
+    let middle = middle_dir.join("j.jsonl");
+    let mut damaged_opened = opened_line(handoff_core::RULES_VERSION, 3);
+    let at = damaged_opened.len() - 10;
+    damaged_opened[at] ^= 0x01;
+    let file = [
+        opened_line(handoff_core::RULES_VERSION, 0),
+        events[..3].concat(),
+        damaged_opened.clone(),
+        events[3..].concat(),
+    ]
+    .concat();
+    std::fs::write(&middle, &file).unwrap();
+    std::fs::write(middle_dir.join("j.jsonl.published"), "1000000\n").unwrap();
+    let out = verify(&middle);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("Damage in the middle: line 5"),
+        "{}",
+        stdout(&out)
+    );
+    let out = repair(&middle, "--drop-damaged");
+    let kept = [opened_line(handoff_core::RULES_VERSION, 0), events.concat()].concat();
+    let aside = check_repaired(&middle, &out, &file, &kept);
+    assert_eq!(std::fs::read(aside).unwrap(), damaged_opened);
+    assert_eq!(
+        std::fs::read_to_string(middle_dir.join("j.jsonl.published")).unwrap(),
+        format!("{}\n", decisions_of(&events[..3]))
+    );
+}
+
+/// A journal without an opened entry (written before handoff recorded its rules, or a log
+/// of inbound events) verifies intact, with a warning that says what it means.
+#[test]
+fn verify_warns_when_the_first_entry_is_not_opened() {
+    let dir = workdir("no-opened");
+    let path = dir.join("j.jsonl");
+    std::fs::write(&path, journal_lines(4).concat()).unwrap();
+    let out = verify(&path);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("verdict: intact"), "{text}");
+    assert!(
+        text.contains("warning: the first entry is not a handoff.journal.opened"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "decided under this handoff's rules (version {})",
+            handoff_core::RULES_VERSION
+        )),
+        "{text}"
+    );
+}
