@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use broker::Broker;
 use handoff::edge::envelope;
+use handoff::journal::control::{Control, Entry};
 use handoff::journal::{FileJournal, frame};
 use handoff_core::engine::Engine;
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
@@ -546,12 +547,13 @@ impl Drop for Tmpfs {
     }
 }
 
-/// The (source, id) of every complete line of a journal (a torn last line is not counted).
+/// The (source, id) of every complete event line of a journal (a torn last line and the
+/// control entries are not counted).
 fn journaled(path: &Path) -> Vec<(String, String)> {
     let bytes = std::fs::read(path).unwrap();
     bytes
         .split_inclusive(|b| *b == b'\n')
-        .filter(|l| l.ends_with(b"\n"))
+        .filter(|l| l.ends_with(b"\n") && !is_control(&String::from_utf8_lossy(l)))
         .map(|l| {
             let e: Value = serde_json::from_slice(l).unwrap();
             (
@@ -752,6 +754,14 @@ async fn a_full_disk_stops_the_service_without_losing_an_event() {
 // ---------------------------------------------------------------------------------------
 // Control entries (ICD section 8).
 
+/// A journal line's control entry, if it is one.
+fn opened_entry(line: &str) -> Option<handoff::journal::control::Opened> {
+    match handoff::edge::envelope::parse_entry(line) {
+        Ok(Entry::Control(Control::Opened(o))) => Some(o),
+        _ => None,
+    }
+}
+
 /// A `handoff.journal.opened` entry, framed, naming `rules`.
 fn opened_line(rules: u32, entries: u64) -> Vec<u8> {
     let mut o = handoff::journal::control::Opened::now(
@@ -763,6 +773,133 @@ fn opened_line(rules: u32, entries: u64) -> Vec<u8> {
     let mut line = Vec::new();
     frame(&handoff::edge::wire::opened_json(&o), &mut line);
     line
+}
+
+/// The live service's journal begins with `handoff.journal.opened` (its CRC checked like
+/// every entry), naming this build's rules and the configured writer; a restarted
+/// service appends another before the next event it journals. Replay, verify and the
+/// decisions published all take them in their stride.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_service_opens_its_journal_and_opens_it_again_after_a_restart() {
+    let broker = Broker::new("journal-opened");
+    let events = sample_events();
+    let publishers = publishers_for(jurisdictions(&events).iter().map(String::as_str));
+    let mut serve = Serve::start_with(
+        "journal-opened",
+        &broker,
+        &publishers,
+        &[("HANDOFF_JOURNAL_WRITER", "handoff-it-1")],
+    );
+    let audit = Watch::start(&broker.url(), "handoff.decisions", "audit").await;
+    // Ready means recovered: the opened entry is durable before any event arrives.
+    let first = serve.journal_entries();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(handoff::journal::check_line(first[0].as_bytes()), Ok(()));
+    let opened = opened_entry(&first[0]).expect("the first entry is opened");
+    assert_eq!(
+        (opened.rules, opened.writer.as_str(), opened.epoch),
+        (handoff_core::RULES_VERSION, "handoff-it-1", None)
+    );
+
+    let (_, operator) = broker.add_user("operator", &["impersonator"]);
+    let p = Publisher::connect(&operator).await;
+    for e in events.iter().take(10) {
+        p.event(e).await;
+    }
+    serve.wait_journal(10);
+    assert!(serve.terminate().success(), "{}", serve.logs());
+    serve.env.retain(|(k, _)| k != "HANDOFF_JOURNAL_WRITER");
+    serve
+        .env
+        .push(("HANDOFF_JOURNAL_WRITER".into(), "handoff-it-2".into()));
+    serve.spawn();
+    let entries = serve.journal_entries();
+    assert_eq!(entries.len(), 12, "{entries:?}");
+    let again = opened_entry(&entries[11]).expect("the restart's opened entry comes last");
+    assert_eq!(again.writer, "handoff-it-2");
+    assert_ne!(again.id, opened.id);
+    assert!(again.time >= opened.time);
+    for e in &events[10..] {
+        p.event(e).await;
+    }
+    // The sample repeats one event on purpose (after the tenth): it is not journaled.
+    let distinct: BTreeSet<(String, String)> = events.iter().map(key).collect();
+    assert_eq!(distinct.len(), events.len() - 1);
+    serve.wait_journal(distinct.len());
+    let entries = serve.journal_entries();
+    let controls: Vec<usize> = (0..entries.len())
+        .filter(|i| is_control(&entries[*i]))
+        .collect();
+    assert_eq!(controls, [0, 11]);
+    for line in &entries {
+        assert_eq!(handoff::journal::check_line(line.as_bytes()), Ok(()));
+    }
+
+    // verify counts them apart and shows the rules version.
+    let out = verify(&serve.journal());
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "all valid: {} events and 2 control entries",
+            distinct.len()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "rules version {} (this handoff's): 2 handoff.journal.opened entries, the first at \
+             line 1 (writer handoff-it-1)",
+            handoff_core::RULES_VERSION
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("warning"), "{text}");
+    // What was published live is what replay of the journal gives.
+    audit.live_equals_replay(&serve.journal()).await;
+    assert!(serve.terminate().success(), "{}", serve.logs());
+}
+
+/// Start-up refuses a journal decided under other rules, with exit status 78 and a message
+/// that says why and what to do, and leaves the journal as it was.
+#[test]
+fn start_up_refuses_a_journal_opened_under_other_rules() {
+    let dir = workdir("other-rules");
+    let path = dir.join("j.jsonl");
+    let old = handoff_core::RULES_VERSION - 1;
+    let bytes = [opened_line(old, 0), journal_lines(5).concat()].concat();
+    std::fs::write(&path, &bytes).unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env("HANDOFF_JOURNAL", &path)
+        .env("HANDOFF_HTTP_LISTEN", "")
+        .env("HANDOFF_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .env("HANDOFF_PUBLISHERS", "bop=bop")
+        .env("HANDOFF_LOG_FORMAT", "text")
+        .output()
+        .unwrap();
+    let log = stderr(&out);
+    assert_eq!(out.status.code(), Some(78), "{log}");
+    for part in [
+        format!("line 1: the journal says its events were decided under rules version {old}"),
+        "writer handoff-old:1".to_string(),
+        format!("decides by rules version {}", handoff_core::RULES_VERSION),
+        format!("start the handoff release that decides by rules version {old}"),
+        "point this one at a new journal".to_string(),
+    ] {
+        assert!(log.contains(&part), "{part:?} missing from {log}");
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    // verify says so too, as a warning: nothing in the file is damaged.
+    let out = verify(&path);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "warning: line 1: the journal says its events were decided under rules version {old}"
+        )),
+        "{text}"
+    );
 }
 
 /// verify and repair read control entries like events: checksummed, counted apart. A

@@ -214,6 +214,35 @@ pub fn opened_id(writer: &str, time: Time, entries: u64) -> String {
         .to_owned()
 }
 
+/// The default writer id: this host's name and the process id (`host:4711`), so that two
+/// processes never share one. Characters a writer id may not hold become `-`.
+pub(crate) fn default_writer() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let pid = std::process::id().to_string();
+    let room = MAX_WRITER_LEN - pid.len() - 1;
+    let mut host: String = host
+        .chars()
+        .take(room)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if !host.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        host.insert(0, 'h');
+        host.truncate(room);
+    }
+    format!("{host}:{pid}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,17 +291,19 @@ mod tests {
         assert_ne!(id, opened_id("host:2", time(), 7));
     }
 
-    /// `is_writer_id` and the schema's `writer_id` agree.
+    /// `is_writer_id` and the schema's `writer_id` agree, on the default writer too.
     #[test]
     fn writer_ids_agree_with_the_schema() {
         let long = "a".repeat(MAX_WRITER_LEN);
         let too_long = "a".repeat(MAX_WRITER_LEN + 1);
+        let default = default_writer();
         let cases = [
             ("handoff-1", true),
             ("node-a.example.org:4711", true),
             ("svc@host_2", true),
             ("0", true),
             (long.as_str(), true),
+            (default.as_str(), true),
             ("", false),
             ("-host", false),
             (".host", false),
