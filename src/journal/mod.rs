@@ -19,6 +19,11 @@
 //!
 //! The outbox mark ([`OutboxMark`]) beside the journal counts the decisions that have been
 //! published and confirmed, so that a restart republishes only the ones after it.
+//!
+//! Besides the events, a journal holds handoff's own control entries ([`control`], ICD
+//! section 8), framed and checksummed the same way: a `handoff.journal.opened` is its first
+//! entry and the first each newly started writer appends. They decide nothing; every reader
+//! skips them.
 
 pub mod control;
 pub mod feed;
