@@ -200,3 +200,309 @@ fn no_progress_bar_when_piped() {
         );
     }
 }
+
+/// A first-refusal answer to an offer that does not exist: the rules refuse it as
+/// `unknown_offer`.
+const REFUSED: &str = r#"{"specversion":"1.0","id":"ice-r-1","source":"urn:agency:ice:eagle","type":"ice.first_refusal.response","time":"2017-01-28T09:00:00Z","subject":"P-4001","datacontenttype":"application/json","data":{"offer_id":"no-such-offer","person_id":"P-4001","decision":"accept"}}"#;
+
+/// ICD section 6: a refusal by the rules is noted with its line number but is not a bad
+/// line, so every command that decides from a log exits 0 on it; a bad line (not JSON)
+/// still exits 1.
+#[test]
+fn a_refusal_is_noted_and_exits_0_while_a_bad_line_exits_1() {
+    let dir = Scratch::new("refusal");
+    let overrides = dir.path("overrides.json");
+    std::fs::write(
+        &overrides,
+        r#"[{"jurisdiction_id":"tx-travis-county","honors_detainers":true}]"#,
+    )
+    .unwrap();
+    let refused = format!("{REFUSED}\n");
+    let with_bad_line = format!("{REFUSED}\n{{not json\n");
+    let commands: [&[&str]; 5] = [
+        &["replay", "-"],
+        &["replay", "-", "--policy", &overrides],
+        &["explain", "P-4001", "-"],
+        &["report", "capacity", "-"],
+        &[
+            "report",
+            "ddor",
+            "-",
+            "--from",
+            "2017-01-01T00:00:00Z",
+            "--to",
+            "2017-02-01T00:00:00Z",
+        ],
+    ];
+    for args in commands {
+        let out = handoff(args, Some(refused.as_bytes()));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        if args[0] == "replay" {
+            assert!(stderr.contains("-:1: rejected: unknown_offer"), "{stderr}");
+        }
+        let out = handoff(args, Some(with_bad_line.as_bytes()));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // explain's status says whether the person appears, not whether lines were bad.
+        let want = if args[0] == "explain" { 0 } else { 1 };
+        assert_eq!(out.status.code(), Some(want), "{args:?}: {stderr}");
+    }
+    let out = handoff(&["replay", "-"], Some(with_bad_line.as_bytes()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("-:2: invalid (not_json)"), "{stderr}");
+    assert!(
+        stderr.contains("1 of 2 lines invalid (not valid events; skipped)"),
+        "{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The journal's control entries and its rules version (ICD section 8).
+
+const WEEK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/week.jsonl");
+const WEEK_DECISIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/week.decisions.jsonl");
+
+/// A `handoff.journal.opened` line naming `rules`, framed with its CRC as the service
+/// writes it (`framed`) or as plain JSON.
+fn opened(rules: u32, entries: u64, framed: bool) -> String {
+    let mut o = handoff::journal::control::Opened::now(
+        "handoff-a:7",
+        handoff::edge::envelope::parse_time("2017-01-28T00:00:00Z").unwrap(),
+        entries,
+    );
+    o.rules = rules;
+    let json = handoff::edge::wire::opened_json(&o);
+    if !framed {
+        return format!("{json}\n");
+    }
+    let mut line = Vec::new();
+    handoff::journal::frame(&json, &mut line);
+    String::from_utf8(line).unwrap()
+}
+
+/// The sample week with `insert` placed before the line at each index.
+fn week_with(insert: &[(usize, String)]) -> String {
+    let week = std::fs::read_to_string(WEEK).unwrap();
+    let mut out = String::new();
+    for (i, line) in week.lines().enumerate() {
+        for (at, text) in insert {
+            if *at == i {
+                out.push_str(text);
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Control entries decide nothing: the sample week gives the same decisions, byte for
+/// byte (ids included), with opened entries at its start, in its middle and framed or
+/// not, as without them; and without any (a log of inbound events) it is decided under
+/// the current rules.
+#[test]
+fn decisions_are_identical_with_and_without_control_entries() {
+    let expected = std::fs::read_to_string(WEEK_DECISIONS).unwrap();
+    let current = handoff_core::RULES_VERSION;
+    let plain = handoff(&["replay", "--quiet", WEEK], None);
+    assert!(plain.status.success());
+    assert_eq!(String::from_utf8(plain.stdout).unwrap(), expected);
+    let with = week_with(&[
+        (0, opened(current, 0, true)),
+        (20, opened(current, 21, false)),
+        (40, opened(current, 42, true)),
+    ]);
+    let out = handoff(&["replay", "--quiet", "-"], Some(with.as_bytes()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
+    // In process too, with the timers --until fires, and the counts.
+    let until = handoff::edge::envelope::parse_time("2017-03-01T00:00:00Z").unwrap();
+    let week = std::fs::read_to_string(WEEK).unwrap();
+    let (a, notes_a, summary_a) = handoff::answers::replay::replay_str(&week, Some(until));
+    let (b, notes_b, summary_b) = handoff::answers::replay::replay_str(&with, Some(until));
+    assert_eq!(a, b);
+    // The notes name the same events, three lines further on after the entries.
+    assert_eq!(notes_a.len(), notes_b.len());
+    assert_eq!((summary_a.controls, summary_b.controls), (0, 3));
+    assert_eq!(summary_a.events, summary_b.events);
+    assert_eq!(summary_a.decisions, summary_b.decisions);
+    // The reports and explain agree too.
+    for args in [
+        vec!["report", "capacity"],
+        vec!["explain", "P-170004"],
+        vec![
+            "report",
+            "ddor",
+            "--from",
+            "2017-01-28T00:00:00Z",
+            "--to",
+            "2017-02-04T00:00:00Z",
+        ],
+    ] {
+        let mut on_week = args.clone();
+        on_week.push(WEEK);
+        let mut on_stdin = args.clone();
+        on_stdin.push("-");
+        let a = handoff(&on_week, None);
+        let b = handoff(&on_stdin, Some(with.as_bytes()));
+        assert!(a.status.success() && b.status.success(), "{args:?}");
+        // explain names each event's line, which the inserted entries move.
+        assert_eq!(
+            without_line_numbers(&String::from_utf8_lossy(&a.stdout)),
+            without_line_numbers(&String::from_utf8_lossy(&b.stdout)),
+            "{args:?}"
+        );
+    }
+}
+
+/// `text` with every `line <number>` written `line #`.
+fn without_line_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("line ") {
+        out.push_str(&rest[..at + 5]);
+        rest = &rest[at + 5..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 {
+            out.push('#');
+            rest = &rest[digits..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A journal whose opened entry names other rules is refused by every command that
+/// decides from a log, with exit 2 and a message that says why and what to do; with
+/// `--rules current` it is decided under this build's rules (a what-if), with a note.
+#[test]
+fn a_journal_of_other_rules_is_refused_unless_rules_current() {
+    let dir = Scratch::new("other-rules");
+    let old = handoff_core::RULES_VERSION - 1;
+    let journal = dir.path("journal.jsonl");
+    std::fs::write(&journal, week_with(&[(0, opened(old, 0, true))])).unwrap();
+    let overrides = dir.path("overrides.json");
+    std::fs::write(
+        &overrides,
+        r#"[{"jurisdiction_id":"tx-travis-county","honors_detainers":false}]"#,
+    )
+    .unwrap();
+    let commands: [&[&str]; 6] = [
+        &["replay", &journal],
+        &["replay", &journal, "--policy", &overrides],
+        &["replay", &journal, "--policy", &overrides, "--diff"],
+        &["explain", "P-170004", &journal],
+        &["report", "capacity", &journal],
+        &[
+            "report",
+            "ddor",
+            &journal,
+            "--from",
+            "2017-01-28T00:00:00Z",
+            "--to",
+            "2017-02-04T00:00:00Z",
+        ],
+    ];
+    for args in commands {
+        let out = handoff(args, None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing decided");
+        for part in [
+            format!(
+                "{journal}: line 1: the journal says its events were decided under rules version {old}"
+            ),
+            "writer handoff-a:7".to_string(),
+            format!(
+                "this handoff decides by rules version {}",
+                handoff_core::RULES_VERSION
+            ),
+            format!("Replay it with the handoff release that decides by rules version {old}"),
+            "pass `--rules current`".to_string(),
+        ] {
+            assert!(
+                stderr.contains(&part),
+                "{args:?}: {part:?} missing from {stderr}"
+            );
+        }
+        let mut current = args.to_vec();
+        current.extend(["--rules", "current"]);
+        let out = handoff(&current, None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{current:?}: {stderr}");
+        assert!(!out.stdout.is_empty(), "{current:?}");
+        assert!(
+            stderr.contains(&format!(
+                "{journal}:1: the journal says rules version {old} (writer handoff-a:7); \
+                 decided under this handoff's rules version {}",
+                handoff_core::RULES_VERSION
+            )),
+            "{current:?}: {stderr}"
+        );
+    }
+    let out = handoff(&["replay", "--quiet", &journal, "--rules", "current"], None);
+    let expected = std::fs::read_to_string(WEEK_DECISIONS).unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
+    // --rules journal is the default, said explicitly.
+    let out = handoff(&["replay", &journal, "--rules", "journal"], None);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Every opened entry is checked, not only the first: a writer after an upgrade appends
+/// one too. The read stops at the first that names other rules.
+#[test]
+fn a_later_opened_entry_under_other_rules_is_refused_at_its_line() {
+    let current = handoff_core::RULES_VERSION;
+    let log = week_with(&[
+        (0, opened(current, 0, true)),
+        (30, opened(current + 1, 31, true)),
+    ]);
+    let out = handoff(&["replay", "--quiet", "-"], Some(log.as_bytes()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "-: line 32: the journal says its events were decided under rules version {}",
+            current + 1
+        )),
+        "{stderr}"
+    );
+    let out = handoff(
+        &["replay", "--quiet", "-", "--rules", "current"],
+        Some(log.as_bytes()),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let expected = std::fs::read_to_string(WEEK_DECISIONS).unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
+}
+
+/// A `handoff.journal.*` type that is not a control type, or a control entry that fails
+/// its schema, is a bad line: reported, skipped, exit 1. It is never skipped silently.
+#[test]
+fn an_unknown_or_malformed_control_entry_is_a_bad_line() {
+    let current = handoff_core::RULES_VERSION;
+    let unknown =
+        opened(current, 0, false).replace("handoff.journal.opened", "handoff.journal.closed");
+    let malformed = opened(current, 0, false).replace("\"rules\":", "\"rules\":\"two\",\"x\":");
+    let log = week_with(&[(0, unknown), (5, malformed)]);
+    let out = handoff(&["replay", "--quiet", "-"], Some(log.as_bytes()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("-:1: invalid (unknown_type): /type: unknown journal control type"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("-:7: invalid (schema)"), "{stderr}");
+    // validate agrees, and accepts a well-formed one.
+    let out = handoff(&["validate", "-"], Some(log.as_bytes()));
+    assert_eq!(out.status.code(), Some(1));
+    let good = week_with(&[(0, opened(current, 0, true))]);
+    let out = handoff(&["validate", "-"], Some(good.as_bytes()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use broker::Broker;
 use handoff::edge::envelope;
+use handoff::journal::control::{Control, Entry};
 use handoff::journal::{FileJournal, frame};
 use handoff_core::engine::Engine;
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
@@ -546,12 +547,13 @@ impl Drop for Tmpfs {
     }
 }
 
-/// The (source, id) of every complete line of a journal (a torn last line is not counted).
+/// The (source, id) of every complete event line of a journal (a torn last line and the
+/// control entries are not counted).
 fn journaled(path: &Path) -> Vec<(String, String)> {
     let bytes = std::fs::read(path).unwrap();
     bytes
         .split_inclusive(|b| *b == b'\n')
-        .filter(|l| l.ends_with(b"\n"))
+        .filter(|l| l.ends_with(b"\n") && !is_control(&String::from_utf8_lossy(l)))
         .map(|l| {
             let e: Value = serde_json::from_slice(l).unwrap();
             (
@@ -747,4 +749,269 @@ async fn a_full_disk_stops_the_service_without_losing_an_event() {
     // The decisions published, across both runs, are those replay finds in the journal.
     audit.live_equals_replay(&journal).await;
     assert!(serve.terminate().success(), "{}", serve.logs());
+}
+
+// ---------------------------------------------------------------------------------------
+// Control entries (ICD section 8).
+
+/// A journal line's control entry, if it is one.
+fn opened_entry(line: &str) -> Option<handoff::journal::control::Opened> {
+    match handoff::edge::envelope::parse_entry(line) {
+        Ok(Entry::Control(Control::Opened(o))) => Some(o),
+        _ => None,
+    }
+}
+
+/// A `handoff.journal.opened` entry, framed, naming `rules`.
+fn opened_line(rules: u32, entries: u64) -> Vec<u8> {
+    let mut o = handoff::journal::control::Opened::now(
+        "handoff-old:1",
+        envelope::parse_time("2017-01-28T00:00:00Z").unwrap(),
+        entries,
+    );
+    o.rules = rules;
+    let mut line = Vec::new();
+    frame(&handoff::edge::wire::opened_json(&o), &mut line);
+    line
+}
+
+/// The live service's journal begins with `handoff.journal.opened` (its CRC checked like
+/// every entry), naming this build's rules and the configured writer; a restarted
+/// service appends another before the next event it journals. Replay, verify and the
+/// decisions published all take them in their stride.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_service_opens_its_journal_and_opens_it_again_after_a_restart() {
+    let broker = Broker::new("journal-opened");
+    let events = sample_events();
+    let publishers = publishers_for(jurisdictions(&events).iter().map(String::as_str));
+    let mut serve = Serve::start_with(
+        "journal-opened",
+        &broker,
+        &publishers,
+        &[("HANDOFF_JOURNAL_WRITER", "handoff-it-1")],
+    );
+    let audit = Watch::start(&broker.url(), "handoff.decisions", "audit").await;
+    // Ready means recovered: the opened entry is durable before any event arrives.
+    let first = serve.journal_entries();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(handoff::journal::check_line(first[0].as_bytes()), Ok(()));
+    let opened = opened_entry(&first[0]).expect("the first entry is opened");
+    assert_eq!(
+        (opened.rules, opened.writer.as_str(), opened.epoch),
+        (handoff_core::RULES_VERSION, "handoff-it-1", None)
+    );
+
+    let (_, operator) = broker.add_user("operator", &["impersonator"]);
+    let p = Publisher::connect(&operator).await;
+    for e in events.iter().take(10) {
+        p.event(e).await;
+    }
+    serve.wait_journal(10);
+    assert!(serve.terminate().success(), "{}", serve.logs());
+    serve.env.retain(|(k, _)| k != "HANDOFF_JOURNAL_WRITER");
+    serve
+        .env
+        .push(("HANDOFF_JOURNAL_WRITER".into(), "handoff-it-2".into()));
+    serve.spawn();
+    let entries = serve.journal_entries();
+    assert_eq!(entries.len(), 12, "{entries:?}");
+    let again = opened_entry(&entries[11]).expect("the restart's opened entry comes last");
+    assert_eq!(again.writer, "handoff-it-2");
+    assert_ne!(again.id, opened.id);
+    assert!(again.time >= opened.time);
+    for e in &events[10..] {
+        p.event(e).await;
+    }
+    // The sample repeats one event on purpose (after the tenth): it is not journaled.
+    let distinct: BTreeSet<(String, String)> = events.iter().map(key).collect();
+    assert_eq!(distinct.len(), events.len() - 1);
+    serve.wait_journal(distinct.len());
+    let entries = serve.journal_entries();
+    let controls: Vec<usize> = (0..entries.len())
+        .filter(|i| is_control(&entries[*i]))
+        .collect();
+    assert_eq!(controls, [0, 11]);
+    for line in &entries {
+        assert_eq!(handoff::journal::check_line(line.as_bytes()), Ok(()));
+    }
+
+    // verify counts them apart and shows the rules version.
+    let out = verify(&serve.journal());
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "all valid: {} events and 2 control entries",
+            distinct.len()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "rules version {} (this handoff's): 2 handoff.journal.opened entries, the first at \
+             line 1 (writer handoff-it-1)",
+            handoff_core::RULES_VERSION
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("warning"), "{text}");
+    // What was published live is what replay of the journal gives.
+    audit.live_equals_replay(&serve.journal()).await;
+    assert!(serve.terminate().success(), "{}", serve.logs());
+}
+
+/// Start-up refuses a journal decided under other rules, with exit status 78 and a message
+/// that says why and what to do, and leaves the journal as it was.
+#[test]
+fn start_up_refuses_a_journal_opened_under_other_rules() {
+    let dir = workdir("other-rules");
+    let path = dir.join("j.jsonl");
+    let old = handoff_core::RULES_VERSION - 1;
+    let bytes = [opened_line(old, 0), journal_lines(5).concat()].concat();
+    std::fs::write(&path, &bytes).unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env("HANDOFF_JOURNAL", &path)
+        .env("HANDOFF_HTTP_LISTEN", "")
+        .env("HANDOFF_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .env("HANDOFF_PUBLISHERS", "bop=bop")
+        .env("HANDOFF_LOG_FORMAT", "text")
+        .output()
+        .unwrap();
+    let log = stderr(&out);
+    assert_eq!(out.status.code(), Some(78), "{log}");
+    for part in [
+        format!("line 1: the journal says its events were decided under rules version {old}"),
+        "writer handoff-old:1".to_string(),
+        format!("decides by rules version {}", handoff_core::RULES_VERSION),
+        format!("start the handoff release that decides by rules version {old}"),
+        "point this one at a new journal".to_string(),
+    ] {
+        assert!(log.contains(&part), "{part:?} missing from {log}");
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    // verify says so too, as a warning: nothing in the file is damaged.
+    let out = verify(&path);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "warning: line 1: the journal says its events were decided under rules version {old}"
+        )),
+        "{text}"
+    );
+}
+
+/// verify and repair read control entries like events: checksummed, counted apart. A
+/// torn tail after an opened entry is cut off as start-up would, and the restart's own
+/// opened entry torn in the middle of its write is a torn tail too.
+#[test]
+fn verify_and_repair_with_control_entries_and_a_torn_tail() {
+    let dir = workdir("controls-torn");
+    let events = journal_lines(6);
+    let path = dir.join("j.jsonl");
+    let intact = [
+        opened_line(handoff_core::RULES_VERSION, 0),
+        events[..5].concat(),
+    ]
+    .concat();
+    let second = opened_line(handoff_core::RULES_VERSION, 6);
+    let half = &second[..second.len() / 2];
+    let torn = [intact.clone(), half.to_vec()].concat();
+    std::fs::write(&path, &torn).unwrap();
+    let out = verify(&path);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("6 intact entries, all valid: 5 events and 1 control entries"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "line 7 (byte {}, {} bytes): torn tail",
+            intact.len(),
+            half.len()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("verdict: damaged (torn tail only: start-up repairs it)"),
+        "{text}"
+    );
+    assert!(!text.contains("warning"), "{text}");
+    let out = repair(&path, "--truncate");
+    let aside = check_repaired(&path, &out, &torn, &intact);
+    assert_eq!(std::fs::read(aside).unwrap(), half);
+    assert!(stdout(&out).contains("now holds 6 intact entries"));
+
+    // An event torn after the opened entry: the same, and start-up agrees.
+    let startup = dir.join("startup.jsonl");
+    let opened_then_torn = [
+        opened_line(handoff_core::RULES_VERSION, 0),
+        events[0][..events[0].len() / 3].to_vec(),
+    ]
+    .concat();
+    std::fs::write(&startup, &opened_then_torn).unwrap();
+    let (_, recovery) = FileJournal::open(&startup, |_, _| Ok(())).unwrap();
+    assert_eq!(recovery.entries, 1);
+    assert_eq!(
+        std::fs::read(&startup).unwrap(),
+        opened_line(handoff_core::RULES_VERSION, 0)
+    );
+
+    // A damaged opened entry in the middle is damage like any other: --drop-damaged moves
+    // it aside, and the outbox mark counts the decisions of the events before it.
+    let middle_dir = workdir("controls-middle");
+    let middle = middle_dir.join("j.jsonl");
+    let mut damaged_opened = opened_line(handoff_core::RULES_VERSION, 3);
+    let at = damaged_opened.len() - 10;
+    damaged_opened[at] ^= 0x01;
+    let file = [
+        opened_line(handoff_core::RULES_VERSION, 0),
+        events[..3].concat(),
+        damaged_opened.clone(),
+        events[3..].concat(),
+    ]
+    .concat();
+    std::fs::write(&middle, &file).unwrap();
+    std::fs::write(middle_dir.join("j.jsonl.published"), "1000000\n").unwrap();
+    let out = verify(&middle);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("Damage in the middle: line 5"),
+        "{}",
+        stdout(&out)
+    );
+    let out = repair(&middle, "--drop-damaged");
+    let kept = [opened_line(handoff_core::RULES_VERSION, 0), events.concat()].concat();
+    let aside = check_repaired(&middle, &out, &file, &kept);
+    assert_eq!(std::fs::read(aside).unwrap(), damaged_opened);
+    assert_eq!(
+        std::fs::read_to_string(middle_dir.join("j.jsonl.published")).unwrap(),
+        format!("{}\n", decisions_of(&events[..3]))
+    );
+}
+
+/// A journal without an opened entry (written before handoff recorded its rules, or a log
+/// of inbound events) verifies intact, with a warning that says what it means.
+#[test]
+fn verify_warns_when_the_first_entry_is_not_opened() {
+    let dir = workdir("no-opened");
+    let path = dir.join("j.jsonl");
+    std::fs::write(&path, journal_lines(4).concat()).unwrap();
+    let out = verify(&path);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("verdict: intact"), "{text}");
+    assert!(
+        text.contains("warning: the first entry is not a handoff.journal.opened"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "decided under this handoff's rules (version {})",
+            handoff_core::RULES_VERSION
+        )),
+        "{text}"
+    );
 }

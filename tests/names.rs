@@ -5,6 +5,7 @@
 
 use handoff::edge::reason::DeadLetterReason;
 use handoff::edge::schemas;
+use handoff::journal::control::ControlType;
 use handoff_core::model::{
     Answer, Basis, Condition, CriminalStatus, CustodianKind, DecisionType, EventType, Monitoring,
     Placement, Rule, WritKind,
@@ -125,6 +126,7 @@ fn one_schema_per_type_named_after_it() {
                 .iter()
                 .map(|t| format!("decisions/{t}.json")),
         )
+        .chain(ControlType::ALL.iter().map(|t| format!("journal/{t}.json")))
         .collect();
     assert_eq!(paths, expected);
     for t in EventType::NAMES {
@@ -134,6 +136,14 @@ fn one_schema_per_type_named_after_it() {
     for t in DecisionType::NAMES {
         let s = schema(&format!("decisions/{t}.json"));
         assert_eq!(s["properties"]["type"]["const"], t, "decisions/{t}.json");
+    }
+    for t in ControlType::NAMES {
+        let s = schema(&format!("journal/{t}.json"));
+        assert_eq!(s["properties"]["type"]["const"], t, "journal/{t}.json");
+        assert_eq!(
+            s["properties"]["source"]["const"], "urn:handoff",
+            "journal/{t}.json"
+        );
     }
 }
 
@@ -147,6 +157,9 @@ fn parse_inverts_as_str_and_nothing_else() {
     for t in DecisionType::ALL {
         assert_eq!(DecisionType::parse(t.as_str()), Some(t));
     }
+    for t in ControlType::ALL {
+        assert_eq!(ControlType::parse(t.as_str()), Some(t));
+    }
     for s in [
         "",
         "acept",
@@ -158,6 +171,14 @@ fn parse_inverts_as_str_and_nothing_else() {
         assert_eq!(Answer::parse(s), None, "{s:?}");
         assert_eq!(EventType::parse(s), None, "{s:?}");
         assert_eq!(DecisionType::parse(s), None, "{s:?}");
+        assert_eq!(ControlType::parse(s), None, "{s:?}");
+    }
+    for s in [
+        "handoff.journal",
+        "handoff.journal.",
+        "handoff.journal.opened.x",
+    ] {
+        assert_eq!(ControlType::parse(s), None, "{s:?}");
     }
 }
 

@@ -13,7 +13,8 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use handoff::edge::reason::DeadLetterReason;
-use handoff::journal::{Journal, MemJournal, unframed};
+use handoff::journal::control::{Control, Entry};
+use handoff::journal::{EntryError, Journal, MemJournal, check_line, unframed};
 use handoff::live::pipeline::{
     Batch, Disposition, Inbound, Marks, Origin, Pipeline, Recovering, Settings,
 };
@@ -25,6 +26,8 @@ type Time = DateTime<Utc>;
 type Meta = u64;
 
 const J: &str = "tx-travis-county";
+/// The writer id the pipeline is given.
+const WRITER: &str = "handoff-test:1";
 
 fn settings() -> Settings {
     let mut agencies = BTreeMap::new();
@@ -34,6 +37,7 @@ fn settings() -> Settings {
     Settings {
         max_message_bytes: 4096,
         agencies,
+        writer: WRITER.to_string(),
     }
 }
 
@@ -99,7 +103,7 @@ struct Driver {
 impl Driver {
     fn new(now: Time) -> Driver {
         Driver {
-            p: Pipeline::new(settings(), MemJournal::new()),
+            p: Pipeline::new(settings(), MemJournal::new(), now).expect("commit"),
             now,
             next_tag: 1,
             unacked: VecDeque::new(),
@@ -383,7 +387,8 @@ fn a_refusal_is_dead_lettered_again_after_a_crash_before_its_confirm() {
     d.deliver(m);
     d.step();
     assert_eq!(d.in_flight.len(), 1);
-    assert_eq!(d.p.journal().len(), 1);
+    // The opened entry, then the refusal.
+    assert_eq!(d.p.journal().len(), 2);
     d.crash();
     d.drain();
     assert!(d.unacked.is_empty());
@@ -449,11 +454,12 @@ fn a_failed_commit_hands_nothing_out_and_acks_nothing() {
     assert_eq!(d.p.poll_timeout(), None);
     assert_eq!(d.acked_upto, settled);
     assert_eq!(d.unacked.len(), 3);
-    // A restart recovers from what is durable and takes the messages again.
+    // A restart recovers from what is durable, appends its opened entry and takes the
+    // messages again.
     d.crash();
     d.drain();
     assert!(d.unacked.is_empty());
-    assert_eq!(d.p.journal().len(), before + 1);
+    assert_eq!(d.p.journal().len(), before + 2);
 }
 
 #[test]
@@ -467,12 +473,166 @@ fn stamps_never_go_backwards() {
         d.p.journal()
             .entries()
             .iter()
-            .map(|l| {
+            .filter_map(|l| {
                 let v: Value = serde_json::from_str(l).unwrap();
-                t(v["handoffreceived"].as_str().unwrap())
+                v["handoffreceived"].as_str().map(t)
             })
             .collect();
     assert_eq!(times, vec![start(), start()]);
+}
+
+/// The journal's entries as the readers see them: events, or control entries.
+fn entries(journal: &MemJournal) -> Vec<Entry> {
+    journal
+        .entries()
+        .iter()
+        .map(|l| {
+            assert_eq!(
+                check_line(l.as_bytes()),
+                Ok(()),
+                "every entry has its CRC: {l}"
+            );
+            handoff::edge::envelope::parse_entry(l).expect("a valid entry")
+        })
+        .collect()
+}
+
+/// The opened entry at `index` of the journal, checked to name this build's rules and the
+/// writer it was given; gives its time.
+fn opened_at(journal: &MemJournal, index: usize) -> (Time, String) {
+    match &entries(journal)[index] {
+        Entry::Control(Control::Opened(o)) => {
+            assert_eq!(o.rules, handoff_core::RULES_VERSION);
+            assert_eq!(o.writer, WRITER);
+            assert_eq!(o.epoch, None);
+            (o.time, o.id.clone())
+        }
+        other => panic!("entry {index} is not an opened entry: {other:?}"),
+    }
+}
+
+/// ICD section 8: the first entry of every journal is `handoff.journal.opened`, and a
+/// writer started after a crash appends another, made durable before the next event it
+/// journals (it is committed even when no event ever comes).
+#[test]
+fn a_journal_starts_opened_and_a_restart_opens_it_again_before_its_next_event() {
+    let mut d = Driver::new(start());
+    assert_eq!(
+        d.p.journal().len(),
+        1,
+        "committed before anything is delivered"
+    );
+    assert_eq!(d.p.journal().pending(), 0);
+    assert_eq!(opened_at(d.p.journal(), 0).0, start());
+    hold_story(&mut d, t("2017-01-28T10:00:00Z"));
+    let before = d.p.journal().len() as usize;
+    assert_eq!(before, 4);
+
+    d.now += Duration::hours(1);
+    d.crash();
+    // Durable at once, with nothing delivered: a second crash keeps it.
+    assert_eq!(d.p.journal().len() as usize, before + 1);
+    assert_eq!(d.p.journal().pending(), 0);
+    d.crash();
+    assert_eq!(d.p.journal().len() as usize, before + 2);
+    d.deliver(msg("travis", "j9", d.now, claim("C-1", "P-0001", J)));
+    d.drain();
+    let all = entries(d.p.journal());
+    assert_eq!(all.len(), before + 3);
+    let (first, first_id) = opened_at(d.p.journal(), 0);
+    let (second, second_id) = opened_at(d.p.journal(), before);
+    let (third, third_id) = opened_at(d.p.journal(), before + 1);
+    assert_eq!((first, second, third), (start(), d.now, d.now));
+    assert!(first_id != second_id && second_id != third_id && first_id != third_id);
+    assert!(matches!(&all[before + 2], Entry::Event(e) if e.id == "j9"));
+    // Only the opened entries are control entries.
+    let controls = all
+        .iter()
+        .filter(|e| matches!(e, Entry::Control(_)))
+        .count();
+    assert_eq!(controls, 3);
+}
+
+/// Control entries decide nothing: recovery over the journal with and without them gives
+/// the same decisions, ids and bytes, and the same refusals.
+#[test]
+fn decisions_are_the_same_with_and_without_control_entries() {
+    let mut d = Driver::new(start());
+    hold_story(&mut d, t("2017-01-28T10:00:00Z"));
+    d.deliver(unknown_answer(&d, "r1"));
+    d.drain();
+    d.now += Duration::hours(30);
+    d.crash();
+    d.drain();
+    d.deliver(msg("travis", "j9", d.now, claim("C-1", "P-0001", J)));
+    d.now += Duration::hours(30);
+    d.drain();
+    let with: Vec<String> = d.p.journal().entries().to_vec();
+    let without: Vec<String> = with
+        .iter()
+        .filter(|l| !l.contains("\"type\":\"handoff.journal."))
+        .cloned()
+        .collect();
+    assert_eq!(with.len(), without.len() + 2);
+    let recover = |lines: &[String]| {
+        let mut r = Recovering::new(Marks::default());
+        for line in lines {
+            r.entry(line).unwrap();
+        }
+        let (p, recovered) = r
+            .finish::<_, Meta>(settings(), MemJournal::new(), d.now)
+            .unwrap();
+        let batch = p.unconfirmed().expect("decisions");
+        let decisions: Vec<(String, Vec<u8>)> = batch
+            .decisions
+            .iter()
+            .map(|o| (o.id.clone(), o.body.clone()))
+            .collect();
+        (decisions, batch.dead_letters.len(), recovered)
+    };
+    let (a, refusals_a, ra) = recover(&with);
+    let (b, refusals_b, rb) = recover(&without);
+    assert_eq!(a.len(), 2, "the hold and its release: {a:?}");
+    assert_eq!(a, b);
+    assert_eq!((refusals_a, refusals_b), (1, 1));
+    assert_eq!((ra.entries, ra.controls), (rb.entries, 2));
+    assert_eq!(rb.controls, 0);
+    // And what the live service published is exactly that.
+    for (id, body) in &a {
+        assert_eq!(d.decisions.get(id), Some(body), "{id}");
+    }
+}
+
+/// Start-up refuses a journal whose opened entry names other rules, naming the line;
+/// one naming this build's rules is skipped.
+#[test]
+fn recovery_refuses_a_journal_opened_under_other_rules() {
+    let d = Driver::new(start());
+    let opened = d.p.journal().entries()[0].clone();
+    let other = {
+        let mut v: Value = serde_json::from_str(unframed(&opened).as_ref()).unwrap();
+        v["data"]["rules"] = Value::from(handoff_core::RULES_VERSION - 1);
+        let mut line = Vec::new();
+        handoff::journal::frame(&serde_json::to_string(&v).unwrap(), &mut line);
+        String::from_utf8(line).unwrap().trim_end().to_string()
+    };
+    let event = envelope("j1", &start().to_rfc3339(), policy(J, true, false));
+    let mut r = Recovering::new(Marks::default());
+    r.entry(&opened).unwrap();
+    r.entry(&event).unwrap();
+    match r.entry(&other) {
+        Err(EntryError::OtherRules(o)) => {
+            assert_eq!((o.line, o.rules), (3, handoff_core::RULES_VERSION - 1));
+            assert_eq!(o.writer, WRITER);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // An unknown control type is a bad entry, never skipped.
+    let unknown = unframed(&opened).replace("handoff.journal.opened", "handoff.journal.closed");
+    assert!(matches!(
+        Recovering::new(Marks::default()).entry(&unknown),
+        Err(EntryError::Invalid(m)) if m.contains("unknown journal control type")
+    ));
 }
 
 /// One thing a driver or RabbitMQ can do.

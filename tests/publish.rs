@@ -265,6 +265,48 @@ fn journal_attributes_are_not_published() {
     assert_eq!(messages[1].body, first.as_bytes());
 }
 
+/// A journal's control entries (ICD section 8) are handoff's own: publish skips them, says
+/// how many, and sends every event.
+#[test]
+fn control_entries_are_never_published() {
+    let broker = Broker::new("publish_controls");
+    topology(&broker, true);
+    let week: Vec<&str> = include_str!("../samples/week.jsonl")
+        .lines()
+        .take(3)
+        .collect();
+    let opened = |n: u32| {
+        let o = ::handoff::journal::control::Opened::now(
+            "handoff-a",
+            ::handoff::edge::envelope::parse_time("2017-01-28T05:00:00Z").unwrap(),
+            u64::from(n),
+        );
+        let mut line = Vec::new();
+        ::handoff::journal::frame(&::handoff::edge::wire::opened_json(&o), &mut line);
+        String::from_utf8(line).unwrap()
+    };
+    let text = format!(
+        "{}{}\n{}\n{}{}\n",
+        opened(0),
+        week[0],
+        week[1],
+        opened(3),
+        week[2]
+    );
+    let file = TempFile::new(&broker, "journal.jsonl", &text);
+    let out = handoff(&["publish", file.path(), "--url", &broker.url()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("skipped 2 control entries (handoff.journal.*)"),
+        "{err}"
+    );
+    assert!(err.contains("published 3 events in "), "{err}");
+    let bodies: Vec<Vec<u8>> = drain(&broker).into_iter().map(|m| m.body).collect();
+    let expected: Vec<Vec<u8>> = week.iter().map(|l| l.as_bytes().to_vec()).collect();
+    assert_eq!(bodies, expected);
+}
+
 #[test]
 fn impersonation_sends_each_event_as_its_publisher() {
     let broker = Broker::new("publish_impersonate");

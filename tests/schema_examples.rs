@@ -6,10 +6,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use handoff::edge::schemas::{self, SchemaError};
+use handoff::journal::control::ControlType;
 use handoff_core::model::{DecisionType, EventType};
 
 const EVENT_TYPES: [&str; EventType::ALL.len()] = EventType::NAMES;
 const DECISION_TYPES: [&str; DecisionType::ALL.len()] = DecisionType::NAMES;
+const CONTROL_TYPES: [&str; ControlType::ALL.len()] = ControlType::NAMES;
 use serde_json::{Value, json};
 
 /// The directory holding the `valid` and `invalid` example folders.
@@ -17,9 +19,25 @@ fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/examples")
 }
 
-/// All 17 message types, events first.
+/// Every message type: events, decisions, then the journal's control entries.
 fn all_types() -> impl Iterator<Item = &'static str> {
-    EVENT_TYPES.iter().chain(DECISION_TYPES.iter()).copied()
+    EVENT_TYPES
+        .iter()
+        .chain(DECISION_TYPES.iter())
+        .chain(CONTROL_TYPES.iter())
+        .copied()
+}
+
+/// The folder under `schemas/` of a type's schema.
+fn kind_of(ty: &str) -> &'static str {
+    if EVENT_TYPES.contains(&ty) {
+        "events"
+    } else if DECISION_TYPES.contains(&ty) {
+        "decisions"
+    } else {
+        assert!(CONTROL_TYPES.contains(&ty), "{ty} is no message type");
+        "journal"
+    }
 }
 
 /// The non-blank lines of an example file, each with its 1-based line number, parsed as JSON.
@@ -96,10 +114,10 @@ fn valid_examples_pass() {
                 Ok(got) => assert_eq!(got, ty, "{}:{line}: validated as {got}", path.display()),
                 Err(e) => panic!("{}:{line}: rejected: {e}", path.display()),
             }
-            let by_kind = if EVENT_TYPES.contains(&ty.as_str()) {
-                schemas::validate_event(&msg).map(|t| t.as_str())
-            } else {
-                schemas::validate_decision(&msg).map(|t| t.as_str())
+            let by_kind = match kind_of(&ty) {
+                "events" => schemas::validate_event(&msg).map(|t| t.as_str()),
+                "decisions" => schemas::validate_decision(&msg).map(|t| t.as_str()),
+                _ => schemas::validate_control(&msg).map(|t| t.as_str()),
             };
             assert_eq!(by_kind, Ok(ty.as_str()), "{}:{line}", path.display());
         }
@@ -157,6 +175,49 @@ fn unknown_data_fields_are_rejected_for_every_event_type() {
 }
 
 #[test]
+fn unknown_data_fields_are_rejected_for_every_control_type() {
+    for ty in CONTROL_TYPES {
+        let path = examples_dir().join("valid").join(format!("{ty}.jsonl"));
+        let (line, mut msg) = read_lines(&path).into_iter().next().expect("an example");
+        msg["data"]["extra"] = json!(1);
+        let err = schemas::validate_control(&msg).expect_err(&format!(
+            "{}:{line}: accepted with data.extra",
+            path.display()
+        ));
+        assert_eq!(
+            (err.path.as_str(), err.keyword.as_str()),
+            ("/data", "additionalProperties"),
+            "{}:{line}: got {err}",
+            path.display()
+        );
+    }
+}
+
+/// A `type` under `handoff.journal.` that names no control type is refused as an unknown
+/// type, by the schemas and by the reader of journal lines alike: never skipped as a
+/// control entry, never read as an event.
+#[test]
+fn an_unknown_control_type_is_an_unknown_type() {
+    let path = examples_dir().join("valid/handoff.journal.opened.jsonl");
+    let (_, mut msg) = read_lines(&path).into_iter().next().expect("an example");
+    msg["type"] = json!("handoff.journal.closed");
+    let err = schemas::validate_any(&msg).unwrap_err();
+    assert_eq!((err.path.as_str(), err.keyword.as_str()), ("/type", "enum"));
+    let err = schemas::validate_control(&msg).unwrap_err();
+    assert_eq!(
+        err.message,
+        "unknown journal control type \"handoff.journal.closed\""
+    );
+    let line = serde_json::to_string(&msg).unwrap();
+    let err = handoff::edge::envelope::parse_entry(&line).unwrap_err();
+    assert_eq!(err.code().as_str(), "unknown_type", "{err}");
+    // And a control entry is no event: the live service refuses it as unknown_type.
+    let (_, opened) = read_lines(&path).into_iter().next().unwrap();
+    let err = handoff::edge::envelope::event_from_value(&opened).unwrap_err();
+    assert_eq!(err.code().as_str(), "unknown_type", "{err}");
+}
+
+#[test]
 fn unknown_data_fields_are_rejected_for_every_decision_type() {
     for ty in DECISION_TYPES {
         let path = examples_dir().join("valid").join(format!("{ty}.jsonl"));
@@ -193,11 +254,7 @@ fn invalid_examples_have_a_single_reason() {
         .expect("registry");
     for path in jsonl_files("invalid") {
         let ty = type_of_file(&path);
-        let kind = if EVENT_TYPES.contains(&ty.as_str()) {
-            "events"
-        } else {
-            "decisions"
-        };
+        let kind = kind_of(&ty);
         let uri = format!("https://handoff.invalid/schemas/{kind}/{ty}.json");
         let schema = &documents.iter().find(|(u, _)| *u == uri).expect("schema").1;
         let validator = jsonschema::options()

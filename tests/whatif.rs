@@ -9,6 +9,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use handoff::answers::whatif::{self, DiffSummary, Override};
+use handoff::journal::control::Rules;
 use serde_json::Value;
 use support::*;
 
@@ -40,6 +41,7 @@ fn what_if_raw(
     whatif::replay_with(
         log.as_bytes(),
         until.map(time),
+        Rules::Journal,
         overrides,
         &mut out,
         |n, note| notes.push((n, note)),
@@ -51,8 +53,14 @@ fn what_if_raw(
 /// Runs the diff and returns its raw output and summary.
 fn diff_raw(log: &str, until: Option<&str>, overrides: &[Override]) -> (String, DiffSummary) {
     let mut out = Vec::new();
-    let summary = whatif::diff(log.as_bytes(), until.map(time), overrides, &mut out)
-        .expect("reading from memory cannot fail");
+    let summary = whatif::diff(
+        log.as_bytes(),
+        until.map(time),
+        Rules::Journal,
+        overrides,
+        &mut out,
+    )
+    .expect("reading from memory cannot fail");
     (String::from_utf8(out).expect("UTF-8"), summary)
 }
 
@@ -171,7 +179,8 @@ fn travis_county_diff_shows_the_release_becoming_a_hold_and_the_lapse() {
             events: 3,
             people_changed: 1,
             decisions_before: 1,
-            decisions_after: 1
+            decisions_after: 1,
+            other_rules: None,
         }
     );
     // The decisions are written whole: `before` is exactly what replay printed.
@@ -399,9 +408,15 @@ fn an_override_equal_to_the_log_diffs_to_nothing() {
     assert_eq!(summary.people_changed, 0);
     assert_eq!(summary.decisions_before, summary.decisions_after);
     assert_eq!(
-        whatif::diff(declined_release().text().as_bytes(), None, &[], Vec::new())
-            .unwrap()
-            .people_changed,
+        whatif::diff(
+            declined_release().text().as_bytes(),
+            None,
+            Rules::Journal,
+            &[],
+            Vec::new(),
+        )
+        .unwrap()
+        .people_changed,
         0
     );
 }

@@ -7,22 +7,36 @@
 use std::io::{self, BufRead, Write};
 
 use crate::edge::wire;
-pub use crate::journal::feed::{Lines, Note, Seen, Summary, note_for, run};
+pub use crate::journal::control::Rules;
+pub use crate::journal::feed::{Lines, Note, ReadError, Seen, Summary, note_for, run, run_with};
 use handoff_core::engine::Engine;
 use handoff_core::model::{Decision, Time};
 
 /// Replays `input` into `engine`, writing each decision as a JSON line to `out` and
 /// calling `note(line_number, note)` for every line worth telling about. With `until`,
-/// the clock is finally advanced to it so that timers due by then fire.
+/// the clock is finally advanced to it so that timers due by then fire. Follows the
+/// journal's rules version ([`Rules::Journal`]).
 pub fn replay<R: BufRead, W: Write>(
     engine: &mut Engine,
     input: R,
     until: Option<Time>,
+    out: W,
+    note: impl FnMut(u64, Note),
+) -> Result<Summary, ReadError> {
+    replay_under(engine, input, until, Rules::Journal, out, note)
+}
+
+/// [`replay`], deciding under `rules`.
+pub fn replay_under<R: BufRead, W: Write>(
+    engine: &mut Engine,
+    input: R,
+    until: Option<Time>,
+    rules: Rules,
     mut out: W,
     mut note: impl FnMut(u64, Note),
-) -> io::Result<Summary> {
+) -> Result<Summary, ReadError> {
     let mut buf = Vec::with_capacity(4096);
-    let summary = run(engine, input, until, |_, seen| match seen {
+    let summary = run_with(engine, input, until, rules, |_, seen| match seen {
         Seen::Event { line, step, .. } => {
             if let Some(n) = note_for(&step.outcome) {
                 note(line, n);
@@ -66,7 +80,7 @@ pub fn replay_str(log: &str, until: Option<Time>) -> (String, Vec<(u64, Note)>, 
     let summary = replay(&mut engine, log.as_bytes(), until, &mut out, |n, note| {
         notes.push((n, note))
     })
-    .expect("reading from memory cannot fail");
+    .expect("reading from memory cannot fail, and the log names no other rules");
     (
         String::from_utf8(out).expect("decisions are UTF-8"),
         notes,

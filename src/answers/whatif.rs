@@ -26,9 +26,10 @@ use std::io::{self, BufRead, Write};
 use hashbrown::{HashMap, HashSet};
 use serde::{Deserialize, Deserializer};
 
-use crate::answers::replay::{Lines, Note, Summary, note_for, write_decisions};
+use crate::answers::replay::{Lines, Note, ReadError, Summary, note_for, write_decisions};
 use crate::edge::envelope::{self, Invalid};
 use crate::edge::wire;
+use crate::journal::control::{OtherRules, Rules};
 use handoff_core::engine::{Engine, Outcome, Policy};
 use handoff_core::model::{Decision, Event, EventBody, Time, is_jurisdiction_id};
 
@@ -350,15 +351,25 @@ trait Sink {
     fn end(&mut self, until: Time) -> io::Result<()>;
 }
 
-/// Runs the transformed stream into `sink`; returns the number of lines read.
+/// What [`drive`] read: lines (blank ones included), control entries skipped, and with
+/// [`Rules::Current`] the first opened entry that named other rules.
+struct Read {
+    lines: u64,
+    controls: u64,
+    other_rules: Option<OtherRules>,
+}
+
+/// Runs the transformed stream into `sink`, the log read under `rules` (its control
+/// entries skipped, as every reader does).
 fn drive<R: BufRead, S: Sink>(
     input: R,
     until: Option<Time>,
+    rules: Rules,
     overrides: &[Override],
     sink: &mut S,
-) -> io::Result<u64> {
+) -> Result<Read, ReadError> {
     let mut rewriter = Rewriter::new(overrides);
-    let mut lines = Lines::new(input);
+    let mut lines = Lines::with_rules(input, rules);
     for item in lines.by_ref() {
         let (line, parsed) = item?;
         let event = match parsed {
@@ -382,7 +393,11 @@ fn drive<R: BufRead, S: Sink>(
         }
         sink.end(until)?;
     }
-    Ok(lines.lines_read())
+    Ok(Read {
+        lines: lines.lines_read(),
+        controls: lines.controls(),
+        other_rules: lines.other_rules().cloned(),
+    })
 }
 
 /// The sink of `replay_with`: one engine, decisions out, notes for log lines only.
@@ -428,14 +443,15 @@ impl<W: Write, N: FnMut(u64, Note)> Sink for ReplaySink<W, N> {
 /// Replays with the overrides applied, writing decisions as JSON lines like `replay::replay`,
 /// with the same notes for log lines (synthetic events never get one). In the summary, `events`
 /// counts the log's valid events only and `decisions` every decision written, those the
-/// synthetic events caused included.
+/// synthetic events caused included. The log is read under `rules`, as replay reads it.
 pub fn replay_with<R: BufRead, W: Write>(
     input: R,
     until: Option<Time>,
+    rules: Rules,
     overrides: &[Override],
     out: W,
     note: impl FnMut(u64, Note),
-) -> io::Result<Summary> {
+) -> Result<Summary, ReadError> {
     let mut sink = ReplaySink {
         engine: Engine::new(),
         out,
@@ -443,10 +459,12 @@ pub fn replay_with<R: BufRead, W: Write>(
         note,
         summary: Summary::default(),
     };
-    let lines = drive(input, until, overrides, &mut sink)?;
+    let read = drive(input, until, rules, overrides, &mut sink)?;
     sink.out.flush()?;
     let mut summary = sink.summary;
-    summary.lines = lines;
+    summary.lines = read.lines;
+    summary.controls = read.controls;
+    summary.other_rules = read.other_rules;
     Ok(summary)
 }
 
@@ -461,6 +479,8 @@ pub struct DiffSummary {
     pub decisions_before: u64,
     /// Decisions of the what-if world (those the synthetic events caused included).
     pub decisions_after: u64,
+    /// With [`Rules::Current`]: the first opened entry that named other rules.
+    pub other_rules: Option<OtherRules>,
 }
 
 /// Whether two decisions are the same apart from their ids, which derive from cause and
@@ -607,13 +627,14 @@ impl<W: Write> Sink for DiffSink<W> {
 /// "after": [decisions]}`. `at` is the clock time of the step, `caused_by` the id of the log
 /// event, the synthetic event's id (`override-<i>-from` or `override-<i>-to`), or `until`.
 /// Decisions are compared without their `id`, and written whole. Invalid lines are skipped
-/// silently (`replay` reports them).
+/// silently (`replay` reports them). The log is read under `rules`, as replay reads it.
 pub fn diff<R: BufRead, W: Write>(
     input: R,
     until: Option<Time>,
+    rules: Rules,
     overrides: &[Override],
     out: W,
-) -> io::Result<DiffSummary> {
+) -> Result<DiffSummary, ReadError> {
     let mut sink = DiffSink {
         before: Engine::new(),
         after: Engine::new(),
@@ -622,10 +643,11 @@ pub fn diff<R: BufRead, W: Write>(
         summary: DiffSummary::default(),
         changed: HashSet::new(),
     };
-    drive(input, until, overrides, &mut sink)?;
+    let read = drive(input, until, rules, overrides, &mut sink)?;
     sink.out.flush()?;
     let mut summary = sink.summary;
     summary.people_changed = sink.changed.len() as u64;
+    summary.other_rules = read.other_rules;
     Ok(summary)
 }
 

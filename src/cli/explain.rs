@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use handoff_core::engine::Engine;
 use handoff_core::model::Time;
 
-use super::{Ended, open, parse_time_arg};
+use super::{Ended, RULES_HELP, open, parse_time_arg, read_failed, warn_other_rules};
 use crate::answers::explain::Explainer;
 use crate::answers::replay;
+use crate::journal::control::Rules;
 
 /// Show one person's timeline: every event about them and every decision, with the
 /// rule that fired and the facts that made it fire.
@@ -20,7 +21,8 @@ them, and every decision about them with the rule that fired and the facts that 
 fire (\"R1.6: ICE detainer D-17 active; Travis County claim C-3 pending; Travis County has no \
 return agreement → first-refusal offer to ICE, answer due …\"). The whole log is replayed, \
 since other events (policies, capacity) shape the person's decisions too.\n\n\
-Exit status: 0 if the person appears in the log, 1 if not, 2 if the log could not be read."
+Exit status: 0 if the person appears in the log, 1 if not, 2 if the log could not be read \
+or was decided under other rules (see --rules)."
 )]
 pub(crate) struct Args {
     /// The person's id (`data.person_id`).
@@ -33,6 +35,9 @@ pub(crate) struct Args {
     /// Finally advance the clock to this RFC 3339 time, firing the timers due by then.
     #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
     pub(crate) until: Option<Time>,
+    /// Which rules decide a journal: the journal's (refusing other rules), or current.
+    #[arg(long, value_enum, default_value = "journal", long_help = RULES_HELP)]
+    pub(crate) rules: Rules,
 }
 
 pub fn run(
@@ -41,16 +46,20 @@ pub fn run(
         log,
         json,
         until,
+        rules,
     }: Args,
 ) -> anyhow::Result<Ended> {
     let (reader, progress) = open(&log)?;
+    let name = log.display().to_string();
     let mut explainer = Explainer::new(&person_id);
     let mut engine = Engine::new();
-    replay::run(&mut engine, reader, until, |engine, seen| {
+    let summary = replay::run_with(&mut engine, reader, until, rules, |engine, seen| {
         explainer.observe(engine, &seen);
         Ok(())
-    })?;
+    });
     progress.finish_and_clear();
+    let summary = summary.map_err(|e| read_failed(&name, e))?;
+    warn_other_rules(&name, rules, summary.other_rules.as_ref());
     let timeline = explainer.finish();
     let mut stdout = io::stdout().lock();
     if json {

@@ -19,12 +19,18 @@ pub(crate) struct Args {
 const VERIFY_ABOUT: &str = "Read a journal from start to end without changing it and \
 report every damaged line: its line number, its byte offset and what is wrong (checksum \
 mismatch, missing checksum, not JSON, or a torn tail: a last line without a newline). Each \
-intact entry is also checked to be a valid event, as `handoff replay` and start-up require.\n\n\
+intact entry is also checked to be a valid event or control entry (handoff.journal.opened, \
+checksummed like the events and counted apart), as `handoff replay` and start-up require, \
+and the rules versions the opened entries name are shown.\n\n\
 When something is wrong, verify explains the options. Damage after the last intact entry is \
 a torn tail: it was never acknowledged, and `handoff serve` cuts it off by itself at \
 start-up. Damage with intact entries after it means acknowledged events are unreadable, and \
 the service refuses to start; the choices are to restore the file from a copy, to \
 `handoff journal repair FILE --drop-damaged`, or to `handoff journal repair FILE --truncate`.\n\n\
+Warnings, which do not change the exit status since nothing is damaged: a first entry \
+that is not handoff.journal.opened (a journal written before handoff recorded its rules \
+version, or a log of inbound events: decided under this handoff's rules), and an opened \
+entry that names other rules than this handoff's (start-up and replay refuse the journal).\n\n\
 Safe to run while the service runs (it then says so; the last line may be a write in \
 progress).\n\n\
 Exit status: 0 if the journal is intact, 1 if anything is damaged, 2 if it could not be read.";

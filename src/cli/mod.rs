@@ -1,9 +1,10 @@
 //! The `handoff` command line: one module per command, each with its arguments and its
 //! `run`. The offline commands end in [`Ended`] or an error, and [`main`] maps that to the
-//! exit status in one place: 0 when every line was accepted, 1 when some line was
-//! rejected (the run still went to the end), 2 when the command could not run at all (a
-//! missing file, a bad argument). `serve`, `publish` and `journal` have statuses of their
-//! own, documented in their help.
+//! exit status in one place: 0 when every line was accepted, 1 when some line was bad (not
+//! JSON, not a valid event; the run still went to the end), 2 when the command could not
+//! run at all (a missing file, a bad argument). The rules' refusals (`unknown_offer`,
+//! `late_response`) are noted but are not bad lines (ICD section 6). `serve`, `publish`
+//! and `journal` have statuses of their own, documented in their help.
 
 mod explain;
 mod generate;
@@ -22,9 +23,40 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::answers::replay::{Note, Summary};
+use crate::answers::replay::{Note, ReadError, Summary};
 use crate::edge::envelope;
+use crate::journal::control::{OtherRules, Rules};
+use handoff_core::RULES_VERSION;
 use handoff_core::model::Time;
+
+/// The help of `--rules`, shared by every command that decides from a log.
+pub(crate) const RULES_HELP: &str = "Which rules decide a journal: `journal` (the \
+default) follows the rules version its handoff.journal.opened entries name, and refuses \
+(exit 2) a journal decided under other rules than this handoff's, since its decisions would \
+differ from the ones that were published; `current` decides it under this handoff's rules \
+anyway (a what-if). A log without such an entry is decided under this handoff's rules.";
+
+/// A read that ended early, as the error `main` reports (exit 2): a journal decided under
+/// other rules is named, with what to do.
+fn read_failed(log: &str, e: ReadError) -> anyhow::Error {
+    match e {
+        ReadError::OtherRules(_) => anyhow::anyhow!("{log}: {e}"),
+        ReadError::Io(e) => e.into(),
+    }
+}
+
+/// Says on stderr that a journal decided under other rules was decided under this
+/// build's, as `--rules current` asked.
+fn warn_other_rules(log: &str, rules: Rules, other: Option<&OtherRules>) {
+    if let (Rules::Current, Some(o)) = (rules, other) {
+        eprintln!(
+            "handoff: note: {log}:{}: the journal says rules version {} (writer {}); decided \
+             under this handoff's rules version {RULES_VERSION} as --rules current asked: a \
+             what-if, whose decisions may differ from the ones that were published",
+            o.line, o.rules, o.writer
+        );
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,8 +91,8 @@ pub(crate) enum Command {
 pub(crate) enum Ended {
     /// Every line was accepted (exit 0).
     Accepted,
-    /// Some line was rejected, or what was asked for is not there (exit 1); the message,
-    /// if any, is printed on stderr.
+    /// Some line was bad, or what was asked for is not there (exit 1); the message, if
+    /// any, is printed on stderr.
     Rejected(Option<String>),
 }
 
@@ -105,17 +137,15 @@ fn notes<'a>(progress: &'a ProgressBar, name: &'a str, quiet: bool) -> impl FnMu
     }
 }
 
-/// How a run over a log came out: rejected, with a line saying why, if any line was.
+/// How a run over a log came out: rejected, with a line saying why, if any line was bad.
+/// Refusals by the rules are not bad lines (ICD section 6): they were noted line by line.
 fn rejected(summary: &Summary) -> Ended {
     if !summary.failed() {
         return Ended::Accepted;
     }
     Ended::Rejected(Some(format!(
-        "{} of {} lines rejected ({} invalid, {} refused by the rules)",
-        summary.invalid + summary.rejected,
-        summary.lines,
-        summary.invalid,
-        summary.rejected
+        "{} of {} lines invalid (not valid events; skipped)",
+        summary.invalid, summary.lines,
     )))
 }
 

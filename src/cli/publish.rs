@@ -14,7 +14,8 @@ publisher confirms. The whole file is validated first; if any line is bad (repor
 FILE:LINE: reason) nothing is published. Each message's user-id is the URL's user, or with \
 --impersonate the first publisher of --config allowed to send the event (the URL's user \
 then needs RabbitMQ's impersonator tag). A journal's handoffreceived and handoffcrc \
-attributes are dropped.\n\n\
+attributes are dropped, and its control entries (handoff.journal.opened) are skipped and \
+counted: they are handoff's own, never published.\n\n\
 Exit status: 0 if every event was published and confirmed, 1 if a line is invalid or a \
 message was returned (unroutable) or nacked, 2 if the file, the configuration or the \
 broker could not be used.")]

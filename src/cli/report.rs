@@ -8,11 +8,12 @@ use clap::Subcommand;
 use handoff_core::engine::Engine;
 use handoff_core::model::Time;
 
-use super::{Ended, open, parse_time_arg};
+use super::{Ended, RULES_HELP, open, parse_time_arg, read_failed, warn_other_rules};
 use crate::answers::replay;
 use crate::answers::report::Format;
 use crate::answers::report::capacity::{Capacity, DEFAULT_RATE_USD};
 use crate::answers::report::ddor::Ddor;
+use crate::journal::control::Rules;
 
 /// Reports from a log: the Declined Detainer Outcome Report, ICE capacity.
 #[derive(Debug, clap::Args)]
@@ -45,6 +46,9 @@ with charts."
         /// How many jurisdictions to list by detainers issued.
         #[arg(long, default_value_t = 10)]
         top: usize,
+        /// Which rules decide a journal: the journal's (refusing other rules), or current.
+        #[arg(long, value_enum, default_value = "journal", long_help = RULES_HELP)]
+        rules: Rules,
     },
     /// ICE detention: occupancy against funded beds day by day, placements, ATD, cost.
     #[command(long_about = "ICE detention capacity over the log: occupancy against \
@@ -59,6 +63,9 @@ ICE's 2013 estimate). HTML is one self-contained file with a line chart.")]
         rate: f64,
         #[arg(long, value_enum, default_value = "json")]
         format: Format,
+        /// Which rules decide a journal: the journal's (refusing other rules), or current.
+        #[arg(long, value_enum, default_value = "journal", long_help = RULES_HELP)]
+        rules: Rules,
     },
 }
 
@@ -71,29 +78,41 @@ pub fn run(Args { report }: Args) -> anyhow::Result<Ended> {
             to,
             format,
             top,
+            rules,
         } => {
             anyhow::ensure!(from < to, "--from must be before --to");
             let (reader, progress) = open(&log)?;
+            let name = log.display().to_string();
             let mut ddor = Ddor::new(from, to, top);
-            let summary = replay::run(&mut engine, reader, None, |e, seen| {
+            let summary = replay::run_with(&mut engine, reader, None, rules, |e, seen| {
                 ddor.observe(e, &seen);
                 Ok(())
-            })?;
+            });
             progress.finish_and_clear();
+            let summary = summary.map_err(|e| read_failed(&name, e))?;
+            warn_other_rules(&name, rules, summary.other_rules.as_ref());
             (ddor.finish(&engine).render(format), summary)
         }
-        ReportCommand::Capacity { log, rate, format } => {
+        ReportCommand::Capacity {
+            log,
+            rate,
+            format,
+            rules,
+        } => {
             anyhow::ensure!(
                 rate.is_finite() && rate >= 0.0,
                 "--rate must be a non-negative number"
             );
             let (reader, progress) = open(&log)?;
+            let name = log.display().to_string();
             let mut capacity = Capacity::new(rate);
-            let summary = replay::run(&mut engine, reader, None, |e, seen| {
+            let summary = replay::run_with(&mut engine, reader, None, rules, |e, seen| {
                 capacity.observe(e, &seen);
                 Ok(())
-            })?;
+            });
             progress.finish_and_clear();
+            let summary = summary.map_err(|e| read_failed(&name, e))?;
+            warn_other_rules(&name, rules, summary.other_rules.as_ref());
             let text = capacity
                 .finish(&engine)
                 .render(format)
@@ -104,9 +123,9 @@ pub fn run(Args { report }: Args) -> anyhow::Result<Ended> {
     io::stdout().lock().write_all(text.as_bytes())?;
     if summary.failed() {
         return Ok(Ended::Rejected(Some(format!(
-            "{} lines of the log were rejected and left out of the report; \
+            "{} lines of the log are not valid events and were left out of the report; \
 `handoff replay` lists them",
-            summary.invalid + summary.rejected
+            summary.invalid
         ))));
     }
     Ok(Ended::Accepted)

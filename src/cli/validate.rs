@@ -10,13 +10,13 @@ use crate::answers::replay::Note;
 use crate::edge::{envelope, schemas};
 use crate::journal::read::LineReader;
 
-/// Check a JSON-lines file of messages (inbound events or decisions) against the
-/// schemas.
+/// Check a JSON-lines file of messages (inbound events, decisions, or a journal with its
+/// control entries) against the schemas.
 #[derive(Debug, clap::Args)]
 #[command(
     long_about = "Check every line of a JSON-lines file against the handoff \
-schemas: inbound events (ICD section 2) and decisions (ICD section 3) alike, dispatched on \
-`type`. Each bad line is reported on stderr as FILE:LINE: reason.\n\n\
+schemas: inbound events (ICD section 2), decisions (ICD section 3) and the journal's control \
+entries (ICD section 8) alike, dispatched on `type`. Each bad line is reported on stderr as FILE:LINE: reason.\n\n\
 Exit status: 0 if every line is valid, 1 if any is not, 2 if the file could not be read."
 )]
 pub(crate) struct Args {
@@ -53,8 +53,9 @@ pub fn run(Args { file }: Args) -> anyhow::Result<Ended> {
     })
 }
 
-/// Checks one message of either direction: the schema for its type, then the rules a
-/// schema cannot state (`subject` equals `data.person_id`; times are real times).
+/// Checks one message of either direction, or a journal control entry: the schema for its
+/// type, then the rules a schema cannot state (`subject` equals `data.person_id`; times
+/// are real times).
 pub(crate) fn check_message(bytes: &[u8]) -> Result<&'static str, envelope::Invalid> {
     let value = envelope::parse_json(bytes)?;
     let ty = schemas::validate_any(&value)?;
@@ -63,7 +64,7 @@ pub(crate) fn check_message(bytes: &[u8]) -> Result<&'static str, envelope::Inva
             return Err(envelope::Invalid::SubjectMismatch);
         }
     } else {
-        envelope::event_from_value(&value)?;
+        envelope::entry_from_value(&value)?;
     }
     Ok(ty)
 }

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::edge::reason::DeadLetterReason;
 use crate::edge::schemas::{self, SchemaError};
+use crate::journal::control::{Control, ControlType, Entry, Opened};
 use handoff_core::model::{
     Answer, CriminalStatus, Custodian, CustodianKind, Event, EventBody, EventType, Time, WritKind,
 };
@@ -70,6 +71,47 @@ pub fn parse_event_bytes(bytes: &[u8]) -> Result<Event, Invalid> {
 /// Parses and validates one message given as text.
 pub fn parse_event(text: &str) -> Result<Event, Invalid> {
     event_from_value(&parse_json_text(text)?)
+}
+
+/// Parses and validates one journal or log line given as raw bytes: an event, or one of
+/// the journal's control entries (a `type` under `handoff.journal.`, ICD section 8). The
+/// live service never reads inbound messages this way: a control type is no event type, so
+/// an agency that sends one is refused as `unknown_type`.
+pub fn parse_entry_bytes(bytes: &[u8]) -> Result<Entry, Invalid> {
+    entry_from_value(&parse_json(bytes)?)
+}
+
+/// [`parse_entry_bytes`] for text.
+pub fn parse_entry(text: &str) -> Result<Entry, Invalid> {
+    entry_from_value(&parse_json_text(text)?)
+}
+
+/// A parsed line as an event or a control entry. A `type` under `handoff.journal.` is
+/// read as a control entry and nothing else: an unknown one is `unknown_type`, never
+/// skipped, and one that fails its schema is `schema`.
+pub fn entry_from_value(value: &Value) -> Result<Entry, Invalid> {
+    match value.get("type").and_then(Value::as_str) {
+        Some(ty) if ControlType::is_control(ty) => control_from_value(value).map(Entry::Control),
+        _ => event_from_value(value).map(Entry::Event),
+    }
+}
+
+/// Validates a control entry against its schema and reads it.
+fn control_from_value(value: &Value) -> Result<Control, Invalid> {
+    let ty = schemas::validate_control(value)?;
+    let data = &value["data"];
+    Ok(match ty {
+        ControlType::Opened => Control::Opened(Opened {
+            id: text(value, "id")?,
+            time: time(value, "time")?,
+            rules: u32::try_from(count(data, "rules")?).map_err(|_| missing("rules"))?,
+            writer: text(data, "writer")?,
+            epoch: match data.get("epoch") {
+                Some(_) => Some(count(data, "epoch")?),
+                None => None,
+            },
+        }),
+    })
 }
 
 /// Bytes → JSON value: UTF-8, then the nesting depth, then JSON. Every reader of inbound

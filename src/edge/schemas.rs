@@ -1,4 +1,5 @@
-//! The JSON Schemas of the ICD (sections 1-3), embedded in the binary and compiled once, so
+//! The JSON Schemas of the ICD (sections 1-3, and the journal's control entries of section
+//! 8), embedded in the binary and compiled once, so
 //! every inbound event and outbound decision can be checked against its contract.
 //!
 //! The schema files live under `schemas/` in the project and are compiled into the binary with
@@ -12,6 +13,7 @@
 use std::fmt;
 use std::sync::LazyLock;
 
+use crate::journal::control::ControlType;
 use handoff_core::model::{DecisionType, EventType};
 use jsonschema::error::ValidationErrorKind;
 use jsonschema::{Draft, PatternOptions, Registry, ValidationError, Validator};
@@ -64,13 +66,22 @@ fn decision_file(t: DecisionType) -> (&'static str, &'static str) {
     }
 }
 
+/// The schema of each journal control entry type (ICD section 8), as [`event_file`].
+fn control_file(t: ControlType) -> (&'static str, &'static str) {
+    match t {
+        ControlType::Opened => schema_file!("journal/handoff.journal.opened.json"),
+    }
+}
+
 /// Every schema file: the shared definitions, the envelope, then the event schemas in
-/// [`EventType::ALL`] order and the decision schemas in [`DecisionType::ALL`] order.
+/// [`EventType::ALL`] order, the decision schemas in [`DecisionType::ALL`] order and the
+/// control entry schemas in [`ControlType::ALL`] order.
 static FILES: LazyLock<Vec<(&'static str, &'static str)>> = LazyLock::new(|| {
     [schema_file!("defs.json"), schema_file!("envelope.json")]
         .into_iter()
         .chain(EventType::ALL.map(event_file))
         .chain(DecisionType::ALL.map(decision_file))
+        .chain(ControlType::ALL.map(control_file))
         .collect()
 });
 
@@ -80,6 +91,8 @@ const ENVELOPE: usize = 1;
 const FIRST_EVENT: usize = 2;
 /// Index in [`FILES`] of the first decision schema.
 const FIRST_DECISION: usize = FIRST_EVENT + EventType::ALL.len();
+/// Index in [`FILES`] of the first control entry schema.
+const FIRST_CONTROL: usize = FIRST_DECISION + DecisionType::ALL.len();
 
 /// The schema files, as (path under schemas/, contents), for tools and docs.
 pub fn files() -> &'static [(&'static str, &'static str)] {
@@ -119,6 +132,8 @@ struct Compiled {
     events: Vec<Validator>,
     /// One validator per decision type, in [`DecisionType::ALL`] order.
     decisions: Vec<Validator>,
+    /// One validator per control entry type, in [`ControlType::ALL`] order.
+    controls: Vec<Validator>,
 }
 
 static COMPILED: LazyLock<Compiled> = LazyLock::new(compile_all);
@@ -161,7 +176,8 @@ fn compile_all() -> Compiled {
     Compiled {
         envelope: compile(ENVELOPE),
         events: (FIRST_EVENT..FIRST_DECISION).map(compile).collect(),
-        decisions: (FIRST_DECISION..FILES.len()).map(compile).collect(),
+        decisions: (FIRST_DECISION..FIRST_CONTROL).map(compile).collect(),
+        controls: (FIRST_CONTROL..FILES.len()).map(compile).collect(),
     }
 }
 
@@ -181,7 +197,16 @@ pub fn validate_decision(msg: &Value) -> Result<DecisionType, SchemaError> {
     check(&compiled.decisions[t as usize], msg).map(|()| t)
 }
 
-/// Validates either kind, dispatching on `type`; returns the type's name.
+/// Validates a journal control entry (ICD section 8); returns its type.
+pub fn validate_control(msg: &Value) -> Result<ControlType, SchemaError> {
+    let compiled = &*COMPILED;
+    let ty = message_type(compiled, msg)?;
+    let t = ControlType::parse(ty).ok_or_else(|| unknown_type("journal control type", ty))?;
+    check(&compiled.controls[t as usize], msg).map(|()| t)
+}
+
+/// Validates any kind (event, decision, journal control entry), dispatching on `type`;
+/// returns the type's name.
 pub fn validate_any(msg: &Value) -> Result<&'static str, SchemaError> {
     let compiled = &*COMPILED;
     let ty = message_type(compiled, msg)?;
@@ -190,6 +215,9 @@ pub fn validate_any(msg: &Value) -> Result<&'static str, SchemaError> {
     }
     if let Some(t) = DecisionType::parse(ty) {
         return check(&compiled.decisions[t as usize], msg).map(|()| t.as_str());
+    }
+    if let Some(t) = ControlType::parse(ty) {
+        return check(&compiled.controls[t as usize], msg).map(|()| t.as_str());
     }
     Err(unknown_type("type", ty))
 }
@@ -335,6 +363,7 @@ mod tests {
         let compiled = &*COMPILED;
         assert_eq!(compiled.events.len(), EventType::ALL.len());
         assert_eq!(compiled.decisions.len(), DecisionType::ALL.len());
+        assert_eq!(compiled.controls.len(), ControlType::ALL.len());
     }
 
     #[test]
@@ -351,8 +380,14 @@ mod tests {
                 format!("decisions/{t}.json")
             );
         }
+        for t in ControlType::ALL {
+            assert_eq!(
+                FILES[FIRST_CONTROL + t as usize].0,
+                format!("journal/{t}.json")
+            );
+        }
         // Nothing under schemas/ that is not embedded, and nothing embedded that is not there.
-        let on_disk: std::collections::BTreeSet<String> = ["events", "decisions"]
+        let on_disk: std::collections::BTreeSet<String> = ["events", "decisions", "journal"]
             .iter()
             .flat_map(|dir| {
                 let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,4 +1,5 @@
-//! Decisions at the edge: a [`Decision`] → its CloudEvent in structured JSON mode.
+//! Decisions at the edge: a [`Decision`] → its CloudEvent in structured JSON mode; and the
+//! journal's own control entries (`opened_json`).
 //!
 //! The output is byte-stable: attributes and fields come in a fixed order per decision
 //! type, optional fields are left out rather than set to null, and every time is written
@@ -7,9 +8,10 @@
 use chrono::SecondsFormat;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+use crate::journal::control::{ControlType, Opened};
 use handoff_core::model::{Custodian, Decision, DecisionBody, Time};
 
-/// The `source` of every decision.
+/// The `source` of every decision, and of the journal's control entries.
 pub(crate) const SOURCE: &str = "urn:handoff";
 
 /// Formats a time the way every handoff output does: UTC, `Z`, fractional digits only
@@ -28,6 +30,44 @@ pub fn decision_json(d: &Decision) -> String {
     let mut out = Vec::with_capacity(512);
     write_decision(d, &mut out);
     String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// A `handoff.journal.opened` control entry as compact JSON (ICD section 8), its members
+/// in a fixed order; `epoch` only when there is one.
+pub fn opened_json(o: &Opened) -> String {
+    serde_json::to_string(&WireOpened(o)).expect("writing JSON to a String cannot fail")
+}
+
+struct WireOpened<'a>(&'a Opened);
+
+struct WireOpenedData<'a>(&'a Opened);
+
+impl Serialize for WireOpened<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let o = self.0;
+        let mut m = s.serialize_map(Some(7))?;
+        m.serialize_entry("specversion", "1.0")?;
+        m.serialize_entry("id", &o.id)?;
+        m.serialize_entry("source", SOURCE)?;
+        m.serialize_entry("type", ControlType::Opened.as_str())?;
+        m.serialize_entry("time", &format_time(&o.time))?;
+        m.serialize_entry("datacontenttype", "application/json")?;
+        m.serialize_entry("data", &WireOpenedData(o))?;
+        m.end()
+    }
+}
+
+impl Serialize for WireOpenedData<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let o = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("rules", &o.rules)?;
+        m.serialize_entry("writer", &o.writer)?;
+        if let Some(epoch) = o.epoch {
+            m.serialize_entry("epoch", &epoch)?;
+        }
+        m.end()
+    }
 }
 
 struct Wire<'a>(&'a Decision);

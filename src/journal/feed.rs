@@ -2,21 +2,47 @@
 //! into the engine, every step shown to an observer. `handoff replay`, `explain`, the
 //! reports and what-if are observers of [`run`]; start-up recovery feeds the same engine
 //! from the journal's intact entries.
+//!
+//! The journal's control entries (ICD section 8) are read here and never reach the
+//! engine or an observer: [`Lines`] skips them, so a journal gives the same decisions and
+//! decision ids with and without them. It also checks the rules version each
+//! `handoff.journal.opened` names, and ends the read with [`ReadError::OtherRules`] at
+//! the first that names another version than this build's, unless told to decide under
+//! the current rules ([`Rules::Current`]).
 
 use std::io::{self, BufRead};
 
 use crate::edge::envelope::{self, Invalid};
+use crate::journal::control::{self, Control, Entry, OtherRules, Rules};
 use crate::journal::read::LineReader;
 use handoff_core::engine::{Engine, Outcome, Step};
 use handoff_core::model::{Decision, Event, Time};
 
+/// Why a read of a log ended before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A `handoff.journal.opened` names other rules than this build's, and the reader
+    /// follows the journal ([`Rules::Journal`]). Decisions of lines before it (decided under
+    /// this build's rules) may have been shown already.
+    #[error(
+        "{0}. Replay it with the handoff release that decides by rules version {rules}, or \
+         pass `--rules current` to decide it under this release's rules (a what-if: its \
+         decisions may differ from the ones that were published)",
+        rules = .0.rules
+    )]
+    OtherRules(OtherRules),
+}
+
 /// What a line of the log came to, when it is worth telling the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {
-    /// Not a valid event; skipped. Makes the run fail.
+    /// Not a valid event; skipped. A bad line: makes the run fail.
     Invalid(Invalid),
-    /// A valid event the rules refused (`unknown_offer`, `late_response`). Makes the
-    /// run fail too: the log holds an answer that changed nothing.
+    /// A valid event the rules refused (`unknown_offer`, `late_response`). Not a bad line
+    /// (ICD section 6): the live service journals such an event too, because it moved the
+    /// clock, so a journal legitimately holds it and replaying that journal succeeds.
     Rejected(&'static str),
     /// A repeat of an earlier `source` + `id`; ignored, as the ICD says.
     Duplicate,
@@ -25,9 +51,13 @@ pub enum Note {
 }
 
 impl Note {
-    /// Whether this note makes the run exit non-zero.
+    /// Whether this note makes the run exit non-zero: only a bad line does (not JSON, not
+    /// a valid event). Refusals, duplicates and `no_effect` are noted, not errors.
     pub(crate) fn is_error(&self) -> bool {
-        matches!(self, Note::Invalid(_) | Note::Rejected(_))
+        match self {
+            Note::Invalid(_) => true,
+            Note::Rejected(_) | Note::Duplicate | Note::NoEffect(_) => false,
+        }
     }
 }
 
@@ -54,6 +84,11 @@ pub struct Summary {
     pub rejected: u64,
     pub duplicates: u64,
     pub no_effect: u64,
+    /// The journal's control entries, skipped (ICD section 8).
+    pub controls: u64,
+    /// With [`Rules::Current`]: the first `handoff.journal.opened` that named other rules,
+    /// decided under this build's anyway (a what-if the user asked for).
+    pub other_rules: Option<OtherRules>,
 }
 
 impl Summary {
@@ -68,23 +103,40 @@ impl Summary {
         }
     }
 
-    /// Whether any line was rejected (invalid, or refused by the rules).
+    /// Whether any line was bad (not JSON, not a valid event). The rules' refusals are
+    /// counted in `rejected` but do not fail a run (ICD section 6).
     pub fn failed(&self) -> bool {
-        self.invalid + self.rejected > 0
+        self.invalid > 0
     }
 }
 
-/// Reads a JSON-lines log: one item per non-blank line, with its line number (counting
-/// blank lines too), the parsed event or why the line is not one. Errors only when the
-/// input cannot be read.
+/// Reads a JSON-lines log: one item per non-blank line that is not a control entry, with
+/// its line number (counting blank lines too), the parsed event or why the line is not
+/// one. Control entries are counted and skipped, after their rules version is checked
+/// (see the module documentation). Errors when the input cannot be read, and at a journal
+/// decided under other rules; after an error it gives nothing more.
 pub struct Lines<R> {
     reader: LineReader<R>,
+    rules: Rules,
+    controls: u64,
+    other_rules: Option<OtherRules>,
+    ended: bool,
 }
 
 impl<R: BufRead> Lines<R> {
+    /// Reads `input` following the journal's rules version ([`Rules::Journal`]).
     pub fn new(input: R) -> Self {
+        Lines::with_rules(input, Rules::Journal)
+    }
+
+    /// Reads `input`, deciding under `rules`.
+    pub fn with_rules(input: R, rules: Rules) -> Self {
         Lines {
             reader: LineReader::new(input),
+            rules,
+            controls: 0,
+            other_rules: None,
+            ended: false,
         }
     }
 
@@ -92,22 +144,59 @@ impl<R: BufRead> Lines<R> {
     pub(crate) fn lines_read(&self) -> u64 {
         self.reader.lines_read()
     }
+
+    /// Control entries skipped so far.
+    pub(crate) fn controls(&self) -> u64 {
+        self.controls
+    }
+
+    /// With [`Rules::Current`], the first opened entry that named other rules.
+    pub(crate) fn other_rules(&self) -> Option<&OtherRules> {
+        self.other_rules.as_ref()
+    }
+
+    /// Counts a control entry on `line` and checks its rules version.
+    fn control(&mut self, line: u64, c: &Control) -> Result<(), ReadError> {
+        self.controls += 1;
+        match c {
+            Control::Opened(opened) => match (control::check_rules(line, opened), self.rules) {
+                (Ok(()), _) => Ok(()),
+                (Err(other), Rules::Journal) => Err(ReadError::OtherRules(other)),
+                (Err(other), Rules::Current) => {
+                    self.other_rules.get_or_insert(other);
+                    Ok(())
+                }
+            },
+        }
+    }
 }
 
 impl<R: BufRead> Iterator for Lines<R> {
-    type Item = io::Result<(u64, Result<Event, Invalid>)>;
+    type Item = Result<(u64, Result<Event, Invalid>), ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            match self.reader.next_line() {
-                Err(e) => return Some(Err(e)),
+        while !self.ended {
+            let (number, entry) = match self.reader.next_line() {
+                Err(e) => {
+                    self.ended = true;
+                    return Some(Err(e.into()));
+                }
                 Ok(None) => return None,
                 Ok(Some(line)) if line.is_blank() => continue,
-                Ok(Some(line)) => {
-                    return Some(Ok((line.number, envelope::parse_event_bytes(line.bytes))));
+                Ok(Some(line)) => (line.number, envelope::parse_entry_bytes(line.bytes)),
+            };
+            match entry {
+                Ok(Entry::Event(event)) => return Some(Ok((number, Ok(event)))),
+                Err(invalid) => return Some(Ok((number, Err(invalid)))),
+                Ok(Entry::Control(c)) => {
+                    if let Err(e) = self.control(number, &c) {
+                        self.ended = true;
+                        return Some(Err(e));
+                    }
                 }
             }
         }
+        None
     }
 }
 
@@ -131,15 +220,26 @@ pub enum Seen<'a> {
 /// invalid line, and at the end the timers fired by advancing the clock to `until`. The
 /// engine is lent to the observer too, so a report can read, say, a jurisdiction's policy
 /// as it stood when a decision was made. This is the one loop every command that reads a
-/// log is built on.
+/// log is built on. It follows the journal's rules version ([`Rules::Journal`]).
 pub fn run<R: BufRead>(
     engine: &mut Engine,
     input: R,
     until: Option<Time>,
+    observe: impl FnMut(&Engine, Seen<'_>) -> io::Result<()>,
+) -> Result<Summary, ReadError> {
+    run_with(engine, input, until, Rules::Journal, observe)
+}
+
+/// [`run`], deciding under `rules`.
+pub fn run_with<R: BufRead>(
+    engine: &mut Engine,
+    input: R,
+    until: Option<Time>,
+    rules: Rules,
     mut observe: impl FnMut(&Engine, Seen<'_>) -> io::Result<()>,
-) -> io::Result<Summary> {
+) -> Result<Summary, ReadError> {
     let mut summary = Summary::default();
-    let mut lines = Lines::new(input);
+    let mut lines = Lines::with_rules(input, rules);
     for item in lines.by_ref() {
         let (line, parsed) = item?;
         let event = match parsed {
@@ -167,6 +267,8 @@ pub fn run<R: BufRead>(
         )?;
     }
     summary.lines = lines.lines_read();
+    summary.controls = lines.controls();
+    summary.other_rules = lines.other_rules().cloned();
     if let Some(until) = until {
         let decisions = engine.fire(until);
         summary.decisions += decisions.len() as u64;

@@ -19,7 +19,13 @@
 //!
 //! The outbox mark ([`OutboxMark`]) beside the journal counts the decisions that have been
 //! published and confirmed, so that a restart republishes only the ones after it.
+//!
+//! Besides the events, a journal holds handoff's own control entries ([`control`], ICD
+//! section 8), framed and checksummed the same way: a `handoff.journal.opened` is its first
+//! entry and the first each newly started writer appends. They decide nothing; every reader
+//! skips them.
 
+pub mod control;
 pub mod feed;
 pub mod read;
 pub mod tool;
@@ -286,6 +292,36 @@ pub enum JournalError {
         line_number: u64,
         message: String,
     },
+    /// A `handoff.journal.opened` entry names other rules than this build's (ICD section
+    /// 8): deciding on would publish decisions its writer never made.
+    #[error(
+        "journal {path}, {found}. This handoff will not decide it or write to it: start the \
+         handoff release that decides by rules version {rules} on it, or point this one at a \
+         new journal (journal.path, HANDOFF_JOURNAL). `handoff replay --rules current` shows \
+         what this release would decide from it",
+        rules = found.rules
+    )]
+    OtherRules {
+        path: PathBuf,
+        found: control::OtherRules,
+    },
+}
+
+/// Why the caller of [`FileJournal::open`] refuses an intact entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// Not a valid event or control entry: the envelope's reason.
+    #[error("{0}")]
+    Invalid(String),
+    /// An opened entry names other rules than this build's.
+    #[error(transparent)]
+    OtherRules(control::OtherRules),
+}
+
+impl From<String> for EntryError {
+    fn from(message: String) -> Self {
+        EntryError::Invalid(message)
+    }
 }
 
 impl JournalError {
@@ -311,7 +347,8 @@ impl FileJournal {
     ///
     /// Calls `each(offset, line_text)` for every intact entry in file order; `line_text` is
     /// the full line without its '\n', including the handoffcrc member. If `each` returns
-    /// `Err(message)` the open fails with [`JournalError::Entry`].
+    /// an error the open fails with [`JournalError::Entry`], or [`JournalError::OtherRules`]
+    /// for a journal decided under other rules.
     ///
     /// A torn tail (bytes after the last intact entry that do not form intact entries: a last
     /// line without '\n', or damaged lines at the very end, such as a run of zero bytes after
@@ -324,7 +361,7 @@ impl FileJournal {
     /// process opening the same journal fails instead of interleaving its writes.
     pub fn open(
         path: &Path,
-        mut each: impl FnMut(u64, &str) -> Result<(), String>,
+        mut each: impl FnMut(u64, &str) -> Result<(), EntryError>,
     ) -> Result<(FileJournal, Recovery), JournalError> {
         let (file, created) = open_or_create(path)?;
         lock(&file, path)?;
@@ -357,11 +394,17 @@ impl FileJournal {
                             reason,
                         });
                     }
-                    each(offset, text).map_err(|message| JournalError::Entry {
-                        path: path.to_path_buf(),
-                        offset,
-                        line_number,
-                        message,
+                    each(offset, text).map_err(|e| match e {
+                        EntryError::Invalid(message) => JournalError::Entry {
+                            path: path.to_path_buf(),
+                            offset,
+                            line_number,
+                            message,
+                        },
+                        EntryError::OtherRules(found) => JournalError::OtherRules {
+                            path: path.to_path_buf(),
+                            found,
+                        },
                     })?;
                     recovery.entries += 1;
                     recovery.bytes = offset + line.len_on_disk();
@@ -912,7 +955,7 @@ mod tests {
         let offsets = write_entries(&path, 3);
         let err = FileJournal::open(&path, |_, line| {
             if line.contains("\"e-2\"") {
-                Err("not a valid event".to_string())
+                Err("not a valid event".to_string().into())
             } else {
                 Ok(())
             }

@@ -3,7 +3,8 @@
 //!
 //! Both read the journal as [`crate::journal::FileJournal::open`] does, line by line with
 //! [`journal::check`], and add what start-up checks next: whether each intact entry is a
-//! valid event. Damage after the last intact entry is a torn tail, which start-up cuts off by
+//! valid event or control entry (ICD section 8; checksummed like the events, counted apart,
+//! and the rules versions they name shown). Damage after the last intact entry is a torn tail, which start-up cuts off by
 //! itself (it was never acknowledged). Damage with intact entries after it means acknowledged
 //! events cannot be read; then an operator restores a copy, drops the damaged lines, or
 //! truncates before the first one. A repair never touches the only copy: it writes a backup
@@ -15,11 +16,12 @@ use std::io::{self, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::edge::envelope;
+use crate::journal::control::{Control, ControlType, Entry};
 use crate::journal::feed::{self, Summary};
 use crate::journal::read::{Line, LineReader};
 use crate::journal::{self, LineError, OutboxMark};
+use handoff_core::RULES_VERSION;
 use handoff_core::engine::Engine;
-use handoff_core::model::Event;
 
 /// The read buffer: large reads keep the syscall count low on big journals.
 const READ_BUFFER: usize = 1 << 20;
@@ -45,8 +47,8 @@ pub(crate) enum Problem {
     Mismatch { stored: u32, computed: u32 },
     /// The checksum matches but the text is not UTF-8.
     NotUtf8,
-    /// The line is intact (its checksum matches) but not a valid event, which replay and
-    /// start-up refuse. The text is the envelope's reason.
+    /// The line is intact (its checksum matches) but not a valid event or control entry,
+    /// which replay and start-up refuse. The text is the envelope's reason.
     NotAnEvent(String),
 }
 
@@ -92,7 +94,7 @@ impl fmt::Display for Problem {
     }
 }
 
-/// One line that is not an intact, valid event.
+/// One line that is not an intact, valid entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Finding {
     /// 1-based.
@@ -115,7 +117,18 @@ pub(crate) struct Report {
     pub entries: u64,
     /// Intact entries that are valid events.
     pub events: u64,
-    /// Every line that is not an intact, valid event, in file order.
+    /// Intact entries that are valid control entries (ICD section 8).
+    pub controls: u64,
+    /// Every `handoff.journal.opened`, in file order.
+    pub opened: Vec<OpenedAt>,
+    /// What the first line is, when it is an intact, valid entry: `Some(false)` when it is
+    /// not a `handoff.journal.opened`. That is a warning, not a finding: journals written
+    /// before handoff recorded its rules version, and logs of inbound events, have no such
+    /// entry, and the ICD decides them under the current rules (start-up appends one when
+    /// it next opens the journal). Nothing in the file is damaged, so the verdict and exit
+    /// status stay those of an intact journal.
+    pub first_is_opened: Option<bool>,
+    /// Every line that is not an intact, valid entry, in file order.
     pub findings: Vec<Finding>,
     /// The offset after the last intact entry: start-up cuts off whatever follows it.
     pub intact_end: u64,
@@ -145,6 +158,14 @@ impl Report {
     pub(crate) fn not_events(&self) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(|f| f.problem.is_intact())
     }
+}
+
+/// A `handoff.journal.opened` entry as verify shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OpenedAt {
+    pub line_number: u64,
+    pub rules: u32,
+    pub writer: String,
 }
 
 /// Why verify or repair could not do its work.
@@ -187,14 +208,14 @@ fn scan(
     Ok(reader.bytes_read())
 }
 
-/// The event on one line, or what is wrong with it.
-fn classify(line: &Line<'_>) -> Result<Event, Problem> {
+/// The entry (event or control entry) on one line, or what is wrong with it.
+fn classify(line: &Line<'_>) -> Result<Entry, Problem> {
     if !line.complete {
         return Err(Problem::TornTail);
     }
     let body = line.bytes;
     match journal::check(body) {
-        Ok(text) => envelope::parse_event(text).map_err(|e| Problem::NotAnEvent(e.to_string())),
+        Ok(text) => envelope::parse_entry(text).map_err(|e| Problem::NotAnEvent(e.to_string())),
         Err(LineError::NoChecksum) => Err(Problem::NoChecksum {
             json: serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok(),
         }),
@@ -213,6 +234,9 @@ fn verify_open(file: &File, path: &Path, locked: bool) -> Result<Report, ToolErr
         bytes: 0,
         entries: 0,
         events: 0,
+        controls: 0,
+        opened: Vec::new(),
+        first_is_opened: None,
         findings: Vec::new(),
         intact_end: 0,
         locked,
@@ -224,8 +248,21 @@ fn verify_open(file: &File, path: &Path, locked: bool) -> Result<Report, ToolErr
             report.entries += 1;
             report.intact_end = line.offset + line.len_on_disk();
         }
+        if line.number == 1
+            && let Ok(entry) = &result
+        {
+            report.first_is_opened = Some(matches!(entry, Entry::Control(Control::Opened(_))));
+        }
         match result {
-            Ok(_) => report.events += 1,
+            Ok(Entry::Event(_)) => report.events += 1,
+            Ok(Entry::Control(Control::Opened(o))) => {
+                report.controls += 1;
+                report.opened.push(OpenedAt {
+                    line_number: line.number,
+                    rules: o.rules,
+                    writer: o.writer,
+                });
+            }
             Err(problem) => report.findings.push(Finding {
                 line_number: line.number,
                 offset: line.offset,
@@ -383,17 +420,18 @@ pub(crate) fn repair(path: &Path, mode: Mode) -> Result<Option<Repaired>, ToolEr
     let mut prefix = Summary::default();
     let mut dropped_any = false;
     scan(&file, path, |line| {
-        let event = if mode == Mode::Truncate && dropped_any {
+        let entry = if mode == Mode::Truncate && dropped_any {
             None
         } else {
             classify(line).ok()
         };
-        match event {
-            Some(event) => {
-                if !dropped_any {
-                    feed::decide(&mut engine, &mut prefix, &event);
+        match entry {
+            Some(entry) => {
+                // Control entries decide nothing: they are kept, and not counted.
+                if let (false, Entry::Event(event)) = (dropped_any, &entry) {
+                    feed::decide(&mut engine, &mut prefix, event);
                 }
-                // An event's line is complete: `classify` refuses a torn one.
+                // An entry's line is complete: `classify` refuses a torn one.
                 out.write_all(line.bytes)
                     .and_then(|()| out.write_all(b"\n"))
                     .map_err(io_error(&tmp_path, "write"))?;
@@ -460,27 +498,82 @@ pub(crate) fn repair(path: &Path, mode: Mode) -> Result<Option<Repaired>, ToolEr
     }))
 }
 
+/// The rules versions the journal's opened entries name, and the warnings about them.
+fn write_rules(r: &Report, out: &mut impl Write) -> io::Result<()> {
+    let mut versions: Vec<u32> = r.opened.iter().map(|o| o.rules).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    for v in &versions {
+        let of: Vec<&OpenedAt> = r.opened.iter().filter(|o| o.rules == *v).collect();
+        writeln!(
+            out,
+            "  rules version {v}{}: {} {} entries, the first at line {} (writer {})",
+            if *v == RULES_VERSION {
+                " (this handoff's)"
+            } else {
+                ""
+            },
+            of.len(),
+            ControlType::Opened,
+            of[0].line_number,
+            of[0].writer
+        )?;
+    }
+    if let Some(other) = r.opened.iter().find(|o| o.rules != RULES_VERSION) {
+        writeln!(
+            out,
+            "  warning: line {}: the journal says its events were decided under rules version \
+             {}, and this handoff decides by version {RULES_VERSION}: `handoff serve` refuses \
+             to start on it, and `handoff replay` refuses it unless given --rules current (a \
+             what-if). Read it with the release that decides by version {}",
+            other.line_number, other.rules, other.rules
+        )?;
+    }
+    if r.first_is_opened == Some(false) {
+        writeln!(
+            out,
+            "  warning: the first entry is not a {}: a journal written before handoff \
+             recorded its rules version, or a log of inbound events. It is decided under this \
+             handoff's rules (version {RULES_VERSION}); `handoff serve` appends an opened entry \
+             when it next starts on it",
+            ControlType::Opened
+        )?;
+    }
+    Ok(())
+}
+
 /// Writes the report and, when something is wrong, what it means and what can be done.
 pub(crate) fn write_report(r: &Report, out: &mut impl Write) -> io::Result<()> {
     let path = r.path.display();
     writeln!(out, "{path}: {} lines, {} bytes", r.lines, r.bytes)?;
     let not_events = r.not_events().count() as u64;
     let damaged = r.findings.len() as u64 - not_events;
-    if not_events == 0 {
-        writeln!(
+    match (not_events, r.controls) {
+        (0, 0) => writeln!(
             out,
             "  {} intact entries, all valid events (replay accepts them)",
             r.entries
-        )?;
-    } else {
-        writeln!(
+        )?,
+        (0, controls) => writeln!(
+            out,
+            "  {} intact entries, all valid: {} events and {controls} control entries \
+             (replay accepts them; control entries decide nothing)",
+            r.entries, r.events
+        )?,
+        (_, controls) => writeln!(
             out,
             "  {} intact entries, {not_events} of them not valid events (replay and start-up \
-             refuse those)",
-            r.entries
-        )?;
+             refuse those){}",
+            r.entries,
+            if controls > 0 {
+                format!("; {} events and {controls} control entries", r.events)
+            } else {
+                String::new()
+            }
+        )?,
     }
     writeln!(out, "  damaged lines: {damaged}")?;
+    write_rules(r, out)?;
     if r.locked {
         writeln!(
             out,

@@ -108,6 +108,19 @@ impl QueueType {
 pub struct Journal {
     /// The journal file; the outbox mark sits beside it with `.published` appended.
     pub path: PathBuf,
+    /// This instance's identity as a journal writer, recorded in the
+    /// `handoff.journal.opened` entry it appends at every start (ICD section 8). `None`:
+    /// this host's name and the process id (`host:4711`), see [`Journal::writer_id`].
+    pub writer: Option<String>,
+}
+
+impl Journal {
+    /// The writer id: the configured one, else `<host name>:<process id>`.
+    pub fn writer_id(&self) -> String {
+        self.writer
+            .clone()
+            .unwrap_or_else(crate::journal::control::default_writer)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +172,7 @@ impl Default for Journal {
     fn default() -> Self {
         Journal {
             path: PathBuf::from("handoff-journal.jsonl"),
+            writer: None,
         }
     }
 }
@@ -211,6 +225,10 @@ pub(crate) const ENV_OVERRIDES: &[(&str, &str)] = &[
         "amqp.declare_topology (true | false)",
     ),
     ("HANDOFF_JOURNAL", "journal.path"),
+    (
+        "HANDOFF_JOURNAL_WRITER",
+        "journal.writer (empty: <host name>:<pid>)",
+    ),
     ("HANDOFF_HTTP_LISTEN", "http.listen (empty: off)"),
     ("HANDOFF_LOG_FORMAT", "log.format (text | json)"),
     ("HANDOFF_LOG", "log.level"),
@@ -297,6 +315,9 @@ impl Config {
         if let Some(v) = var("HANDOFF_JOURNAL") {
             self.journal.path = PathBuf::from(v);
         }
+        if let Some(v) = var("HANDOFF_JOURNAL_WRITER") {
+            self.journal.writer = (!v.is_empty()).then_some(v);
+        }
         if let Some(v) = var("HANDOFF_HTTP_LISTEN") {
             self.http.listen = v;
         }
@@ -334,6 +355,18 @@ impl Config {
             return Err(ConfigError::Invalid {
                 setting: "amqp.max_message_bytes",
                 message: "must be at least 1".into(),
+            });
+        }
+        if let Some(writer) = &self.journal.writer
+            && !crate::journal::control::is_writer_id(writer)
+        {
+            return Err(ConfigError::Invalid {
+                setting: "journal.writer",
+                message: format!(
+                    "{writer:?} is not a writer id: 1 to {} letters, digits and . _ : @ -, \
+                     starting with a letter or digit",
+                    crate::journal::control::MAX_WRITER_LEN
+                ),
             });
         }
         self.http_listen()?;
@@ -589,6 +622,29 @@ mod tests {
             agencies["tx"],
             Agency::Jurisdiction("tx-travis-county".into())
         );
+    }
+
+    #[test]
+    fn the_writer_is_configured_or_this_host_and_process() {
+        let mut c =
+            Config::from_toml("[journal]\nwriter = \"handoff-a\"\n", Path::new("x.toml")).unwrap();
+        c.check().unwrap();
+        assert_eq!(c.journal.writer_id(), "handoff-a");
+        c.apply_env(|n| (n == "HANDOFF_JOURNAL_WRITER").then(|| "node-b.example.org".into()))
+            .unwrap();
+        assert_eq!(c.journal.writer_id(), "node-b.example.org");
+        // Empty: back to the default, this host and process.
+        c.apply_env(|n| (n == "HANDOFF_JOURNAL_WRITER").then(String::new))
+            .unwrap();
+        let default = c.journal.writer_id();
+        assert!(
+            default.ends_with(&format!(":{}", std::process::id())),
+            "{default}"
+        );
+        assert!(crate::journal::control::is_writer_id(&default), "{default}");
+        c.journal.writer = Some("two words".into());
+        let e = c.check().unwrap_err().to_string();
+        assert!(e.starts_with("journal.writer: \"two words\""), "{e}");
     }
 
     #[test]

@@ -23,6 +23,11 @@
 //!   was given, nor beyond what was handed out.
 //! - Stamps never go backwards: the time given to the engine is `now` to the millisecond,
 //!   or the latest time the engine was given if `now` is earlier.
+//! - The first entry a pipeline appends to its journal is a `handoff.journal.opened` (ICD
+//!   section 8) naming this build's rules version and the writer ([`Settings::writer`]),
+//!   made durable by its own commit before any event is journaled; so it is also the first
+//!   entry of every journal. Recovery skips control entries (they decide nothing) and
+//!   refuses a journal whose opened entries name other rules.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -32,8 +37,9 @@ use chrono::SubsecRound;
 use crate::edge::envelope;
 use crate::edge::reason::DeadLetterReason;
 use crate::edge::wire;
+use crate::journal::control::{self, Control, Entry, Opened};
 use crate::journal::feed::{self, Summary};
-use crate::journal::{Journal, JournalError, unframed};
+use crate::journal::{EntryError, Journal, JournalError, unframed};
 use handoff_core::authz::{self, Agency};
 use handoff_core::engine::{Engine, Outcome, Reject};
 use handoff_core::model::{Decision, Time};
@@ -45,6 +51,9 @@ pub struct Settings {
     pub max_message_bytes: usize,
     /// The AMQP users that may publish, and the agency each speaks for.
     pub agencies: BTreeMap<String, Agency>,
+    /// This writer's identity, for the `handoff.journal.opened` entry it appends (the
+    /// `journal.writer` setting). Must be a writer id (`control::is_writer_id`).
+    pub writer: String,
 }
 
 /// Positions in the two sequences the journal implies: decisions, and the rules'
@@ -202,7 +211,11 @@ pub struct Pipeline<J, M> {
 /// What recovery found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recovered {
+    /// Events in the journal.
     pub entries: u64,
+    /// Control entries in the journal, skipped (the opened entry this start appended not
+    /// counted).
+    pub controls: u64,
     /// Decisions and refusals the journal implies.
     pub implied: Marks,
     /// Decisions beyond the mark (to publish again).
@@ -230,6 +243,9 @@ pub struct Recovering {
     engine: Engine,
     /// What the engine made of the journal, counted as replay counts it.
     summary: Summary,
+    /// Entries given so far: the line number of the next one, less one (every line of a
+    /// journal that opens is an entry).
+    lines: u64,
     marks: Marks,
     next: Marks,
     decisions: VecDeque<Arc<Outgoing>>,
@@ -242,6 +258,7 @@ impl Recovering {
         Recovering {
             engine: Engine::new(),
             summary: Summary::default(),
+            lines: 0,
             marks,
             next: Marks::default(),
             decisions: VecDeque::new(),
@@ -250,9 +267,19 @@ impl Recovering {
     }
 
     /// One journal entry (a framed line without '\n', or plain event JSON): the engine
-    /// decides it again; what lies beyond the marks goes to the outbox.
-    pub fn entry(&mut self, line: &str) -> Result<(), String> {
-        let event = envelope::parse_event(line).map_err(|e| e.to_string())?;
+    /// decides it again; what lies beyond the marks goes to the outbox. A control entry is
+    /// skipped, after its rules version is checked: a journal decided under other rules
+    /// is refused ([`EntryError::OtherRules`]), never decided on.
+    pub fn entry(&mut self, line: &str) -> Result<(), EntryError> {
+        self.lines += 1;
+        let parsed = envelope::parse_entry(line).map_err(|e| EntryError::Invalid(e.to_string()))?;
+        let event = match parsed {
+            Entry::Event(event) => event,
+            Entry::Control(Control::Opened(opened)) => {
+                self.summary.controls += 1;
+                return control::check_rules(self.lines, &opened).map_err(EntryError::OtherRules);
+            }
+        };
         let step = feed::decide(&mut self.engine, &mut self.summary, &event);
         for d in &step.decisions {
             if self.next.decisions >= self.marks.decisions {
@@ -276,8 +303,10 @@ impl Recovering {
         Ok(())
     }
 
-    /// The pipeline, with every timer due by `now` fired (each decision timed at its
-    /// deadline) and its decisions in the outbox.
+    /// The pipeline, its `handoff.journal.opened` entry appended and committed (durable
+    /// before any event this writer journals), with every timer due by `now` fired (each
+    /// decision timed at its deadline) and its decisions in the outbox. `now` is also the
+    /// opened entry's time (stamped as entries are: never before the journal's last).
     pub fn finish<J: Journal, M>(
         self,
         settings: Settings,
@@ -317,12 +346,14 @@ impl Recovering {
             pending: Batch::empty(self.next),
             failed: false,
         };
+        p.append_opened(now);
         let overdue = p.handle_timeout(now);
-        // Nothing is appended by firing timers, so this commits nothing; it moves the
+        // Commits the opened entry alone (firing timers appends nothing), and moves the
         // overdue decisions to the outbox the way every batch goes.
         p.poll_batch()?;
         let recovered = Recovered {
             entries: self.summary.events,
+            controls: self.summary.controls,
             implied: p.next,
             unpublished: p.decisions.len(),
             undead: p.refusals.len(),
@@ -335,21 +366,20 @@ impl Recovering {
 
 impl<J: Journal, M> Pipeline<J, M> {
     /// A pipeline with an empty engine over `journal`, which must hold no entries (use
-    /// [`Recovering`] for a journal that does).
-    pub fn new(settings: Settings, journal: J) -> Pipeline<J, M> {
-        Pipeline {
-            settings,
-            engine: Engine::new(),
-            journal,
-            decisions: VecDeque::new(),
-            refusals: VecDeque::new(),
-            next: Marks::default(),
-            handed: Marks::default(),
-            confirmed: Marks::default(),
-            high_water: None,
-            pending: Batch::empty(Marks::default()),
-            failed: false,
-        }
+    /// [`Recovering`] for a journal that does), opened at `now`: its first entry, a
+    /// `handoff.journal.opened`, is committed before this returns.
+    pub fn new(settings: Settings, journal: J, now: Time) -> Result<Pipeline<J, M>, JournalError> {
+        Recovering::new(Marks::default())
+            .finish(settings, journal, now)
+            .map(|(p, _)| p)
+    }
+
+    /// Appends this writer's `handoff.journal.opened` entry, stamped at `now`. The engine
+    /// never sees it.
+    fn append_opened(&mut self, now: Time) {
+        let time = self.stamp(now);
+        let opened = Opened::now(&self.settings.writer, time, self.journal.len());
+        self.journal.append(&wire::opened_json(&opened));
     }
 
     /// The time to stamp on what happens at `now`: to the millisecond, never earlier than

@@ -1,7 +1,8 @@
 //! `handoff publish`: a JSON-lines log of events, validated, published to `handoff.events`.
 //!
 //! The whole file is validated before anything is sent, so a bad line never leaves half a
-//! log on the broker. Each event then goes out as one persistent message (routing key =
+//! log on the broker. A journal's control entries (`handoff.journal.opened`, ICD section 8)
+//! are handoff's own and never published: they are skipped, and counted. Each event then goes out as one persistent message (routing key =
 //! its type, ICD section 2) with publisher confirms and `mandatory`, so that a message the
 //! broker could not store (nack) or could route nowhere (returned) is reported by line.
 //!
@@ -22,6 +23,7 @@ use lapin::{BasicProperties, Confirmation, ErrorKind, PublisherConfirm};
 
 use crate::answers::replay::Note;
 use crate::edge::envelope;
+use crate::journal::control::Entry;
 use crate::live::config::{self, Config};
 use handoff_core::authz;
 use handoff_core::model::Event;
@@ -172,7 +174,18 @@ fn run_inner(args: &PublishArgs) -> Result<ExitCode, Fatal> {
         )));
     }
     let tls = tls.load(&url)?;
-    let (items, lines, bad) = validate(&bytes, &name, &agencies);
+    let Validated {
+        items,
+        lines,
+        bad,
+        controls,
+    } = validate(&bytes, &name, &agencies);
+    if controls > 0 {
+        eprintln!(
+            "handoff: skipped {controls} control entries (handoff.journal.*): they are the \
+             journal's own and never published"
+        );
+    }
     if bad > 0 {
         eprintln!("handoff: {bad} of {lines} lines invalid; nothing published");
         return Ok(ExitCode::from(1));
@@ -220,14 +233,22 @@ fn read_all(path: &Path) -> io::Result<Vec<u8>> {
     }
 }
 
-/// Checks every line, reporting each bad one on stderr as `FILE:LINE: reason`. Returns the
-/// valid events, the number of non-blank lines and the number of bad ones.
-fn validate(
-    bytes: &[u8],
-    name: &str,
-    agencies: &[(String, authz::Agency)],
-) -> (Vec<Item>, u64, u64) {
-    let (mut items, mut lines, mut bad) = (Vec::new(), 0u64, 0u64);
+/// What [`validate`] found in the file.
+struct Validated {
+    /// The valid events, to publish.
+    items: Vec<Item>,
+    /// Non-blank lines.
+    lines: u64,
+    /// Bad lines.
+    bad: u64,
+    /// Control entries, skipped.
+    controls: u64,
+}
+
+/// Checks every line, reporting each bad one on stderr as `FILE:LINE: reason`; a journal's
+/// control entries are valid lines, skipped.
+fn validate(bytes: &[u8], name: &str, agencies: &[(String, authz::Agency)]) -> Validated {
+    let (mut items, mut lines, mut bad, mut controls) = (Vec::new(), 0u64, 0u64, 0u64);
     let mut start = 0;
     let mut n = 0u64;
     while start < bytes.len() {
@@ -247,12 +268,13 @@ fn validate(
             continue;
         }
         lines += 1;
-        match envelope::parse_event_bytes(line) {
+        match envelope::parse_entry_bytes(line) {
             Err(e) => {
                 bad += 1;
                 eprintln!("{name}:{n}: {}", Note::Invalid(e));
             }
-            Ok(event) => {
+            Ok(Entry::Control(_)) => controls += 1,
+            Ok(Entry::Event(event)) => {
                 let user = if agencies.is_empty() {
                     Some(0)
                 } else {
@@ -279,7 +301,12 @@ fn validate(
         }
         start = next;
     }
-    (items, lines, bad)
+    Validated {
+        items,
+        lines,
+        bad,
+        controls,
+    }
 }
 
 fn nobody_may_send(event: &Event) -> String {
@@ -598,8 +625,27 @@ mod tests {
     #[test]
     fn bad_lines_and_blank_lines() {
         let text = b"\n{\"not\":\"an event\"}\r\n   \n";
-        let (items, lines, bad) = validate(text, "f", &[]);
-        assert!(items.is_empty());
-        assert_eq!((lines, bad), (1, 1));
+        let v = validate(text, "f", &[]);
+        assert!(v.items.is_empty());
+        assert_eq!((v.lines, v.bad, v.controls), (1, 1, 0));
+    }
+
+    /// A journal's opened entry is a valid line that is never published; an unknown
+    /// control type is a bad line.
+    #[test]
+    fn control_entries_are_skipped_and_counted() {
+        let opened = crate::journal::control::Opened::now(
+            "handoff-1",
+            crate::edge::envelope::parse_time("2017-01-28T08:00:00Z").unwrap(),
+            0,
+        );
+        let json = crate::edge::wire::opened_json(&opened);
+        let mut framed = Vec::new();
+        crate::journal::frame(&json, &mut framed);
+        let unknown = json.replace("handoff.journal.opened", "handoff.journal.closed");
+        let text = [framed, format!("{json}\n{unknown}\n").into_bytes()].concat();
+        let v = validate(&text, "f", &[]);
+        assert!(v.items.is_empty());
+        assert_eq!((v.lines, v.bad, v.controls), (3, 1, 2));
     }
 }

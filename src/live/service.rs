@@ -33,7 +33,7 @@ use tracing::{debug, error, info, warn};
 use handoff_core::model::{DecisionType, EventType};
 
 use crate::edge::reason::DeadLetterReason;
-use crate::journal::{FileJournal, Journal, OutboxMark};
+use crate::journal::{FileJournal, Journal, JournalError, OutboxMark};
 use crate::live::amqp;
 use crate::live::config::{Config, ConfigError, LogFormat};
 use crate::live::http::{self, Health};
@@ -89,11 +89,13 @@ impl ServeError {
 
     /// The process's exit status when the service stops with this error: 75
     /// ([`EXIT_JOURNAL_FAILED`]) whenever the journal could not be read or written, at
-    /// start-up as while serving; 1 otherwise (a damaged journal included: a restart
-    /// cannot mend it, `handoff journal verify` and `repair` can).
+    /// start-up as while serving; 78 ([`EXIT_OTHER_RULES`]) when the journal was decided
+    /// under other rules than this build's; 1 otherwise (a damaged journal included: a
+    /// restart cannot mend it, `handoff journal verify` and `repair` can).
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             ServeError::Journal(j) if j.is_io() => EXIT_JOURNAL_FAILED,
+            ServeError::Journal(JournalError::OtherRules { .. }) => EXIT_OTHER_RULES,
             _ => 1,
         }
     }
@@ -135,10 +137,12 @@ impl Core {
         let settings = pipeline::Settings {
             max_message_bytes: config.amqp.max_message_bytes,
             agencies: config.agencies()?,
+            writer: config.journal.writer_id(),
         };
+        let writer = settings.writer.clone();
         let path = config.journal.path.clone();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| crate::journal::JournalError::Io {
+            std::fs::create_dir_all(dir).map_err(|source| JournalError::Io {
                 path: dir.to_path_buf(),
                 op: "create the directory",
                 source,
@@ -183,6 +187,9 @@ impl Core {
         }
         info!(
             entries = recovered.entries,
+            control_entries = recovered.controls,
+            writer = %writer,
+            rules = handoff_core::RULES_VERSION,
             decisions = recovered.implied.decisions,
             unpublished = recovered.unpublished,
             refusals_to_dead_letter = recovered.undead,
@@ -269,6 +276,12 @@ pub(crate) fn run(config_path: Option<&Path>) -> ExitCode {
 /// The exit status when a journal write or fsync failed while serving (a full disk, an IO
 /// error): `EX_TEMPFAIL` from sysexits.h, since a restart succeeds once the disk is fixed.
 pub(crate) const EXIT_JOURNAL_FAILED: u8 = 75;
+
+/// The exit status when the journal was decided under other rules than this build's (its
+/// `handoff.journal.opened` says so, ICD section 8): `EX_CONFIG` from sysexits.h, since
+/// this release and this journal do not belong together. No restart can help: run the
+/// release that decides by the journal's rules, or give this one a new journal.
+pub(crate) const EXIT_OTHER_RULES: u8 = 78;
 
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
@@ -879,7 +892,6 @@ async fn park_returned(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::JournalError;
 
     #[test]
     fn every_journal_io_failure_exits_75_and_damage_exits_1() {
@@ -898,6 +910,16 @@ mod tests {
         });
         assert_eq!(damaged.exit_code(), 1);
         assert_eq!(ServeError::ConnectionLost.exit_code(), 1);
+        let other_rules = ServeError::Journal(JournalError::OtherRules {
+            path: "j".into(),
+            found: crate::journal::control::OtherRules {
+                line: 1,
+                rules: 1,
+                writer: "w".into(),
+            },
+        });
+        assert_eq!(other_rules.exit_code(), EXIT_OTHER_RULES);
+        assert!(!other_rules.is_transient());
     }
 
     /// Recovery's own IO (here: opening a journal whose path is a directory) is a typed

@@ -169,7 +169,8 @@ impl Serve {
             .collect()
     }
 
-    pub fn journal_lines(&self) -> Vec<String> {
+    /// Every line of the journal, its control entries (`handoff.journal.opened`) included.
+    pub fn journal_entries(&self) -> Vec<String> {
         std::fs::read_to_string(self.journal())
             .unwrap_or_default()
             .lines()
@@ -177,7 +178,15 @@ impl Serve {
             .collect()
     }
 
-    /// Waits until the journal holds `n` entries.
+    /// The journal's events: every line but its control entries.
+    pub fn journal_lines(&self) -> Vec<String> {
+        self.journal_entries()
+            .into_iter()
+            .filter(|l| !is_control(l))
+            .collect()
+    }
+
+    /// Waits until the journal holds `n` events (control entries not counted).
     pub fn wait_journal(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -204,6 +213,15 @@ impl Drop for Serve {
             let _ = c.wait();
         }
     }
+}
+
+/// Whether a journal line is a control entry (a `type` under `handoff.journal.`).
+pub fn is_control(line: &str) -> bool {
+    serde_json::from_str::<Value>(line).is_ok_and(|v| {
+        v["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("handoff.journal."))
+    })
 }
 
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
