@@ -96,6 +96,55 @@ fn gen_is_byte_stable_for_a_seed() {
     assert_eq!(a.stdout.iter().filter(|b| **b == b'\n').count(), 2000);
 }
 
+/// `gen --policy-every-people`: the policy-heavy log of `tools/bench-history.sh` at a
+/// small size. Every line is a valid event the rules accept, the policy changes come at
+/// the rate asked for, and their agreements set R2.2 off.
+#[test]
+fn a_policy_heavy_generated_log_replays_cleanly_and_sets_off_r2_2() {
+    let dir = Scratch::new("policy-heavy");
+    let log = dir.path("log.jsonl");
+    let generated = handoff(
+        &[
+            "gen",
+            "--events",
+            "40000",
+            "--seed",
+            "5",
+            "--people",
+            "11760",
+            "--policy-every-people",
+            "20",
+            "-o",
+            &log,
+        ],
+        None,
+    );
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let policies = text
+        .lines()
+        .filter(|l| l.contains("\"type\":\"jurisdiction.policy.updated\""))
+        .count();
+    // 200 opening announcements, then one change per 20 of the 11,760 people.
+    assert!((700..=800).contains(&policies), "{policies} policy events");
+    let replayed = handoff(&["replay", "--quiet", &log], None);
+    assert!(
+        replayed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    let r2_2 = String::from_utf8(replayed.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"rule\":\"R2.2\""))
+        .count();
+    assert!(r2_2 > 0, "no R2.2 transfer");
+}
+
 #[test]
 fn replay_reads_standard_input_and_until_fires_due_timers() {
     let log = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/week.jsonl")).unwrap();

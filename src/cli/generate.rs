@@ -15,8 +15,14 @@ use super::{Ended, parse_time_arg};
 #[command(
     long_about = "Write a synthetic event log: jurisdiction policies, ICE \
 capacity, and person stories (federal releases with detainers, claims, writs and \
-first-refusal offers; local releases with holds) in time order. The same arguments \
-always produce the same bytes. All person ids are invented."
+first-refusal offers; local releases with holds; ICE taking custody from BOP or a county \
+with no hold or offer open; people released and jailed again months later by a county or \
+by BOP) in time order. The same arguments always produce the same bytes. All person ids \
+are invented.\n\n\
+A jurisdiction changes its policy every one to seven days unless \
+--policy-every-people says otherwise. A policy-heavy log for benchmarks of replay, as in \
+tools/bench-history.sh:\n\n  \
+handoff gen --events 1000000 --people 294000 --policy-every-people 20 -o policy-1m.jsonl"
 )]
 pub(crate) struct Args {
     /// Number of events to write.
@@ -28,6 +34,12 @@ pub(crate) struct Args {
     /// Number of distinct people (default: events / 10).
     #[arg(long)]
     pub(crate) people: Option<u64>,
+    /// One policy change (`jurisdiction.policy.updated`) per N people whose story starts,
+    /// instead of one every few days: signing a return agreement, giving one up, or
+    /// flipping whether the jurisdiction honors detainers; about a quarter gain an
+    /// agreement, which sets off R2.2 for everyone the jurisdiction claims.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) policy_every_people: Option<u64>,
     /// Time of the first event (RFC 3339).
     #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
     pub(crate) start: Option<Time>,
@@ -41,6 +53,7 @@ pub fn run(
         events,
         seed,
         people,
+        policy_every_people,
         start,
         output,
     }: Args,
@@ -49,6 +62,7 @@ pub fn run(
     if let Some(p) = people {
         cfg.people = p.max(1);
     }
+    cfg.policy_every_people = policy_every_people;
     if let Some(s) = start {
         cfg.start = s;
     }

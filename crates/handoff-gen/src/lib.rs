@@ -1,14 +1,22 @@
 //! A seeded generator of realistic synthetic event logs, for benchmarks, property-style checks
-//! and sample reports (`handoff gen --events N --seed S [--people P]`).
+//! and sample reports (`handoff gen --events N --seed S [--people P] [--policy-every-people N]`).
 //!
 //! The output is JSON lines, one CloudEvents 1.0 event per line, each valid under ICD sections
 //! 1 and 2. The log opens with the policy of every jurisdiction and ICE's bed capacity; ICE
 //! then updates its capacity every day or so and a jurisdiction changes its policy every few
-//! days. Everything else is people's stories: a person's life is a sequence of chapters (a
-//! federal release, a stay in a county jail, time in ICE custody, an arrest at large), each a
-//! short script of events at increasing times. The generator keeps its own model of what
-//! `handoff` will decide (ICD section 4) so that every chapter follows from where the previous
-//! one left the person, and so that a first-refusal response names the offer `handoff` makes.
+//! days (or, with [`GenConfig::policy_every_people`], once per so many people: a log for
+//! benchmarks of replay under frequent policy changes). Everything else is people's stories:
+//! a person's life is a sequence of chapters (a federal release, a stay in a county jail, time
+//! in ICE custody, an arrest at large, a new arrest months after a release), each a short
+//! script of events at increasing times. The generator keeps its own model of what `handoff`
+//! will decide (ICD version 2, section 5) so that every chapter follows from where the
+//! previous one left the person, and so that a first-refusal response names the offer
+//! `handoff` makes.
+//!
+//! Stories include the custody changes of ICD version 2: a person released (R1.4, R3.1, R3.2,
+//! R3.5) is jailed again months later, by a county (a new `local.release.due`, often after a
+//! new detainer naming the county) or by BOP, and is decided on again; and ICE sometimes takes
+//! custody of a person BOP or a county holds with no hold and no offer open (R4.1).
 //!
 //! Memory stays bounded: a fixed number of people are active at once, each with one pending
 //! step in a min-heap keyed by (time, sequence), and a new person takes the place of one
@@ -36,6 +44,12 @@ pub struct GenConfig {
     pub seed: u64,
     /// Time of the first event.
     pub start: DateTime<Utc>,
+    /// `None`: a jurisdiction changes its policy every one to seven days. `Some(n)`: one
+    /// policy change for every `n` people whose story starts, whatever the time, so the
+    /// number of policy changes grows with the log (with 20 and 0.294 people an event, a
+    /// million events hold about 14,700 of them, a quarter of which gain a return
+    /// agreement and so set off R2.2 for everyone the jurisdiction claims).
+    pub policy_every_people: Option<u64>,
 }
 
 impl GenConfig {
@@ -50,6 +64,7 @@ impl GenConfig {
                 .with_ymd_and_hms(2017, 1, 28, 0, 0, 0)
                 .single()
                 .expect("2017-01-28T00:00:00Z is a valid UTC time"),
+            policy_every_people: None,
         }
     }
 }
@@ -65,6 +80,12 @@ pub fn generate<W: Write>(cfg: &GenConfig, out: W) -> io::Result<u64> {
 const MINUTE: i64 = 60;
 const HOUR: i64 = 3_600;
 const DAY: i64 = 86_400;
+/// How long after a release a person is jailed again, at the soonest and the latest. Every
+/// other chapter but an arrest at large (which opens with ICE taking custody) begins within
+/// 45 days of the person's previous event, which is how the tests tell a re-arrest in the
+/// log.
+const REARREST_MIN: i64 = 60 * DAY;
+const REARREST_MAX: i64 = 270 * DAY;
 /// The longest a jail may hold a person for ICE past their release (ICD R3.3).
 const HOLD: i64 = handoff_core::engine::HOLD_LIMIT.num_seconds();
 
@@ -312,9 +333,29 @@ struct Jur {
     state: &'static StateInfo,
     honors: bool,
     return_agreement: bool,
-    /// The event number at which the return agreement was announced (0 when it was there
-    /// from the start; meaningless without one).
-    agreement_since: u64,
+    /// Every announcement that changed `return_agreement` (the first announcement
+    /// included), as (event number, agreement after it), in log order: what R2.2 needs to
+    /// know about the past (when the agreement was gained, whether it stood at a given
+    /// moment). Short: one entry per change of this jurisdiction.
+    agreements: Vec<(u64, bool)>,
+}
+
+impl Jur {
+    /// Whether the jurisdiction had a return agreement just after event number `id` (none
+    /// before its first announcement: ICD section 5).
+    fn agreement_at(&self, id: u64) -> bool {
+        let i = self.agreements.partition_point(|&(n, _)| n <= id);
+        i > 0 && self.agreements[i - 1].1
+    }
+
+    /// The first announcement after event number `id` that gained a return agreement.
+    fn gained_after(&self, id: u64) -> Option<u64> {
+        let i = self.agreements.partition_point(|&(n, _)| n <= id);
+        self.agreements[i..]
+            .iter()
+            .find(|&&(_, agreement)| agreement)
+            .map(|&(n, _)| n)
+    }
 }
 
 /// Who holds a person, as `handoff` sees it (ICD section 4).
@@ -344,6 +385,13 @@ impl Status {
             Status::NoRecord => "none",
         }
     }
+}
+
+/// An unsatisfied claim: the claimant, and the event number that lodged it.
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    jur: u16,
+    lodged: u64,
 }
 
 /// The person's active detainer (the generator never lets a person have two at once).
@@ -397,8 +445,8 @@ struct Person {
     /// The last jail that held the person, where an arrest at large is credited.
     last_jail: Option<u16>,
     det: Option<Detainer>,
-    /// Jurisdictions of the unsatisfied claims, in the order lodged.
-    claims: Vec<u16>,
+    /// The unsatisfied claims, in the order lodged.
+    claims: Vec<Claim>,
     /// The earliest writ received while the person was bound for a federal release.
     writ: Option<u16>,
     /// The event number of the `bop.release.scheduled` whose offer is open.
@@ -409,6 +457,11 @@ struct Person {
     hold: Option<i64>,
     /// The event number at which the person last came into ICE custody.
     ice_since: u64,
+    /// The person was jailed again after a release. `handoff` under ICD version 1 took no
+    /// notice of that (a released person stayed released), so the generator answers no
+    /// first-refusal offer in such a story: the log then replays without a refused answer
+    /// under either version of the rules.
+    rearrested: bool,
     script: VecDeque<(i64, Act)>,
 }
 
@@ -427,6 +480,7 @@ impl Person {
             last_offer: 0,
             hold: None,
             ice_since: 0,
+            rearrested: false,
             script: VecDeque::new(),
         }
     }
@@ -459,11 +513,17 @@ impl Person {
         self.script.back().map_or(t, |&(last, _)| last.max(t))
     }
 
+    /// No one holds the person: never seen, or released. The next event that names a
+    /// custodian makes it the custodian (ICD section 5).
+    fn unheld(&self) -> bool {
+        matches!(self.cust, Cust::Unknown | Cust::Released)
+    }
+
     /// `handoff` decides a transfer to jurisdiction `j`, which satisfies its claims.
     fn move_to_local(&mut self, j: u16) {
         self.cust = Cust::Local(j);
         self.last_jail = Some(j);
-        self.claims.retain(|&c| c != j);
+        self.claims.retain(|c| c.jur != j);
     }
 
     /// The person comes into ICE custody at event number `id`.
@@ -675,6 +735,10 @@ struct World<W: Write> {
     outstanding: i64,
     /// Running average of the lines people take beyond their budget.
     overshoot: f64,
+    /// One policy change per this many people started (`GenConfig::policy_every_people`).
+    policy_every_people: Option<u64>,
+    /// Policy changes due by that rule and not yet written.
+    policy_owed: u64,
 }
 
 impl<W: Write> World<W> {
@@ -708,7 +772,7 @@ impl<W: Write> World<W> {
                     state,
                     honors,
                     return_agreement,
-                    agreement_since: 0,
+                    agreements: Vec::new(),
                 });
                 // The first counties listed are the big ones: they see the most detainers.
                 total += state.weight * 60 / (i as u64 + 1);
@@ -737,6 +801,8 @@ impl<W: Write> World<W> {
             target_lines: cfg.events / 100 * 95 + cfg.events % 100 * 95 / 100,
             outstanding: 0,
             overshoot: 2.0,
+            policy_every_people: cfg.policy_every_people.map(|n| n.max(1)),
+            policy_owed: 0,
         }
     }
 
@@ -795,29 +861,32 @@ impl<W: Write> World<W> {
             "false"
         });
         let id = self.out.id;
+        let agreement = jur.return_agreement;
+        if self.jurs[j].agreements.last().map(|&(_, a)| a) != Some(agreement) {
+            self.jurs[j].agreements.push((id, agreement));
+        }
         self.out.finish(&mut self.rng)?;
         Ok(id)
     }
 
-    /// A jurisdiction changes its policy: it flips whether it honors detainers, or signs a
-    /// return agreement (agreements are never given up, so the model of R2.2 stays simple).
+    /// A jurisdiction changes its policy. Without an agreement it signs one (and honors
+    /// detainers from then on) or flips whether it honors detainers; with one, it gives it
+    /// up half the time and otherwise re-announces its policy unchanged. So about a
+    /// quarter of the changes gain an agreement, each setting off R2.2.
     fn policy_change(&mut self, t: i64) -> io::Result<()> {
         let j = self.rng.below(self.jurs.len() as u64) as usize;
-        let mut signed = false;
         let jur = &mut self.jurs[j];
         if jur.return_agreement {
-            // Policies are re-announced from time to time without a change.
+            if self.rng.chance(500) {
+                jur.return_agreement = false;
+            }
         } else if self.rng.chance(550) {
             jur.honors = !jur.honors;
         } else {
             jur.return_agreement = true;
             jur.honors = true;
-            signed = true;
         }
-        let id = self.policy_event(j, t)?;
-        if signed {
-            self.jurs[j].agreement_since = id;
-        }
+        self.policy_event(j, t)?;
         Ok(())
     }
 
@@ -853,6 +922,12 @@ impl<W: Write> World<W> {
             (share * (0.5 + self.rng.unit())).round().max(1.0) as u64
         };
         self.outstanding += budget as i64;
+        if self
+            .policy_every_people
+            .is_some_and(|n| self.started.is_multiple_of(n))
+        {
+            self.policy_owed += 1;
+        }
         p.reset(self.started, budget);
         self.plan_opening(p, t0);
     }
@@ -887,15 +962,23 @@ impl<W: Write> World<W> {
 
     /// A federal release: maybe an ICE detainer, maybe claims by one to three
     /// jurisdictions, rarely a writ, then the release date. What follows is decided when the
-    /// release is scheduled.
+    /// release is scheduled. Now and then ICE takes the person from BOP before any release
+    /// is scheduled, with no offer open (R4.1), which ends the chapter.
     fn plan_federal(&mut self, p: &mut Person, t0: i64) {
         let facility = self.pick_facility();
         let mut t = t0;
+        let mut detainer = false;
         if self.rng.chance(800) {
-            p.push(t, Act::Detainer(Cust::Bop(facility)));
-            t += self.rng.range(2 * HOUR, 3 * DAY);
-            if self.rng.chance(150) {
+            detainer = true;
+            if p.det.is_some() {
+                // Back in BOP custody with a detainer still active: ICE names the prison.
                 t = self.plan_reissue(p, t, Cust::Bop(facility));
+            } else {
+                p.push(t, Act::Detainer(Cust::Bop(facility)));
+                t += self.rng.range(2 * HOUR, 3 * DAY);
+                if self.rng.chance(150) {
+                    t = self.plan_reissue(p, t, Cust::Bop(facility));
+                }
             }
         }
         let mut claimant = None;
@@ -918,6 +1001,12 @@ impl<W: Write> World<W> {
             };
             p.push(t, Act::Writ(j));
             t += self.rng.range(HOUR, 3 * DAY);
+        } else if detainer && self.rng.chance(50) {
+            // R4.1: ICE takes custody from BOP, no release scheduled and no offer open.
+            let at = t + self.rng.range(DAY, 20 * DAY);
+            p.push(at, Act::Assumed(Cust::Bop(facility)));
+            self.plan_end(p, at);
+            return;
         }
         let release_at = t + self.rng.range(2 * DAY, 14 * DAY);
         p.push(
@@ -938,29 +1027,38 @@ impl<W: Write> World<W> {
         t + self.rng.range(HOUR, 3 * DAY)
     }
 
-    /// A stay in the jail of jurisdiction `j`: a detainer (always when the story opens
-    /// here; a fresh one, usually, when the person came from another custodian), perhaps
-    /// withdrawn early, reissued or declined, then the release notice. What follows is
-    /// decided when the release is due.
-    fn plan_local(&mut self, p: &mut Person, j: u16, t0: i64, opening: bool) {
+    /// A stay in the jail of jurisdiction `j`: a detainer (always when `fresh`: a new one
+    /// naming this jail, or the active one reissued to name it; otherwise a fresh one,
+    /// usually, when the person came from another custodian), perhaps withdrawn early,
+    /// reissued or declined, then the release notice. What follows is decided when the
+    /// release is due. Now and then ICE takes the person from the jail before the release
+    /// is due, with no hold (R4.1), which ends the chapter.
+    fn plan_local(&mut self, p: &mut Person, j: u16, t0: i64, fresh: bool) {
         let here = Cust::Local(j);
         let mut t = t0;
         let mut has_detainer = true;
+        // Whether the jail holds the person before the release notice (a person jailed
+        // again after a release is held from the first event that names the jail).
+        let mut held = !p.unheld();
         match p.det {
-            None if opening || self.rng.chance(500) => {
+            None if fresh || self.rng.chance(500) => {
                 p.push(t, Act::Detainer(here));
                 t += self.rng.range(HOUR, 3 * DAY);
+                held = true;
             }
             None => has_detainer = false,
-            Some(det) if det.custodian != here && self.rng.chance(600) => {
+            Some(det) if fresh || (det.custodian != here && self.rng.chance(600)) => {
                 t = self.plan_reissue(p, t, here);
+                held = true;
             }
             Some(_) => {}
         }
+        let mut pickup = has_detainer && held;
         if has_detainer {
             if self.rng.chance(30) {
                 p.push(t, Act::Withdraw);
                 t += self.rng.range(HOUR, 3 * DAY);
+                pickup = false;
             } else {
                 if self.rng.chance(100) {
                     t = self.plan_reissue(p, t, here);
@@ -973,10 +1071,17 @@ impl<W: Write> World<W> {
                 if declines {
                     p.push(t, Act::Decline);
                     t += self.rng.range(HOUR, 3 * DAY);
+                    pickup = false;
                 }
             }
         }
         let due = t + self.rng.range(12 * HOUR, 10 * DAY);
+        if pickup && self.rng.chance(50) {
+            // R4.1: ICE takes custody from the jail, no release due and no hold.
+            p.push(due, Act::Assumed(here));
+            self.plan_end(p, due);
+            return;
+        }
         let release_at = due + self.rng.range(4 * HOUR, 4 * DAY);
         p.push(due, Act::ReleaseDue { jur: j, release_at });
     }
@@ -1002,7 +1107,7 @@ impl<W: Write> World<W> {
                 None => {
                     // A claimant still waiting often gets its writ.
                     let j = match p.claims.first() {
-                        Some(&j) if self.rng.chance(700) => j,
+                        Some(c) if self.rng.chance(700) => c.jur,
                         _ => self.pick_jur(),
                     };
                     p.push(t, Act::Writ(j));
@@ -1049,10 +1154,30 @@ impl<W: Write> World<W> {
                 let t0 = t + self.rng.range(2 * DAY, 30 * DAY);
                 self.plan_ice(p, t0);
             }
-            Cust::Released => {
-                let t0 = t + self.rng.range(7 * DAY, 90 * DAY);
-                self.plan_at_large(p, t0);
-            }
+            Cust::Released => match self.rng.below(100) {
+                0..=44 => {
+                    // Jailed again by a county months later, most often where they were
+                    // jailed before; usually ICE lodges a new detainer naming the jail.
+                    let t0 = t + self.rng.range(REARREST_MIN, REARREST_MAX);
+                    let j = match p.last_jail {
+                        Some(j) if self.rng.chance(600) => j,
+                        _ => self.pick_jur(),
+                    };
+                    p.rearrested = true;
+                    let fresh = self.rng.chance(700);
+                    self.plan_local(p, j, t0, fresh);
+                }
+                45..=59 => {
+                    // Or sentenced to federal prison again.
+                    let t0 = t + self.rng.range(REARREST_MIN, REARREST_MAX);
+                    p.rearrested = true;
+                    self.plan_federal(p, t0);
+                }
+                _ => {
+                    let t0 = t + self.rng.range(7 * DAY, 90 * DAY);
+                    self.plan_at_large(p, t0);
+                }
+            },
             Cust::Bop(facility) => {
                 let t0 = t + self.rng.range(DAY, 30 * DAY);
                 let release_at = t0 + self.rng.range(2 * DAY, 14 * DAY);
@@ -1071,16 +1196,45 @@ impl<W: Write> World<W> {
         }
     }
 
-    /// R2.2 by a policy change: a person held by ICE whose claimant has signed a return
-    /// agreement since is transferred to the claimant when the agreement is announced.
+    /// R2.2 by a policy change, caught up with when the person's next step comes: the
+    /// first announcement since the person came into ICE custody that gained a return
+    /// agreement for one of their claimants (a claim lodged before it) decided a transfer
+    /// to the earliest claimant that had an agreement at that moment.
     fn reconcile(&self, p: &mut Person) {
-        if p.cust == Cust::Ice
-            && let Some(&j) = p.claims.first()
-        {
-            let jur = &self.jurs[usize::from(j)];
-            if jur.return_agreement && jur.agreement_since > p.ice_since {
-                p.move_to_local(j);
-            }
+        if p.cust != Cust::Ice {
+            return;
+        }
+        let Some(gained) = p
+            .claims
+            .iter()
+            .filter_map(|c| self.jurs[usize::from(c.jur)].gained_after(c.lodged.max(p.ice_since)))
+            .min()
+        else {
+            return;
+        };
+        let to = p
+            .claims
+            .iter()
+            .take_while(|c| c.lodged < gained)
+            .find(|c| self.jurs[usize::from(c.jur)].agreement_at(gained));
+        if let Some(c) = to {
+            p.move_to_local(c.jur);
+        }
+    }
+
+    /// R2.2 when a claim is lodged for a person ICE holds: the earliest claimant with a
+    /// return agreement gets the person (an earlier claimant without one does not stand
+    /// in its way).
+    fn claim_r2_2(&self, p: &mut Person) {
+        if p.cust != Cust::Ice {
+            return;
+        }
+        let to = p
+            .claims
+            .iter()
+            .find(|c| self.jurs[usize::from(c.jur)].return_agreement);
+        if let Some(c) = to {
+            p.move_to_local(c.jur);
         }
     }
 
@@ -1102,8 +1256,8 @@ impl<W: Write> World<W> {
                 p.det = None;
                 if p.offer.take().is_some() {
                     // R1.11: the offer is void; the claimant gets the person.
-                    if let Some(&j) = p.claims.first() {
-                        p.move_to_local(j);
+                    if let Some(c) = p.claims.first() {
+                        p.move_to_local(c.jur);
                     }
                 } else if p.hold.take().is_some() {
                     // R3.6.
@@ -1120,14 +1274,11 @@ impl<W: Write> World<W> {
                 kstr(b, "jurisdiction_id", &jur.id);
                 let count = 1 + usize::from(self.rng.chance(350));
                 ktexts(b, "charges", &mut self.rng, &CHARGES, count);
-                let agreement = jur.return_agreement;
+                let lodged = self.out.id;
                 let n = self.out.finish(&mut self.rng)?;
                 self.charge(p, n);
-                p.claims.push(j);
-                if p.cust == Cust::Ice && p.claims[0] == j && agreement {
-                    // R2.2: lodged by a jurisdiction that already has an agreement.
-                    p.move_to_local(j);
-                }
+                p.claims.push(Claim { jur: j, lodged });
+                self.claim_r2_2(p);
             }
             Act::Writ(j) => {
                 self.next_writ += 1;
@@ -1180,7 +1331,9 @@ impl<W: Write> World<W> {
                 facility,
                 release_at,
             } => {
-                if p.cust == Cust::Unknown {
+                if p.unheld() {
+                    // ICD section 5: the release notice names the custodian of a person no
+                    // one holds (a re-arrest's notice is always later than the release).
                     p.cust = Cust::Bop(facility);
                 }
                 self.out.source(BOP_SOURCE);
@@ -1210,14 +1363,14 @@ impl<W: Write> World<W> {
                     if accept {
                         // R1.7.
                         p.move_to_ice(id);
-                    } else if let Some(&j) = p.claims.first() {
+                    } else if let Some(c) = p.claims.first() {
                         // R1.8.
-                        p.move_to_local(j);
+                        p.move_to_local(c.jur);
                     }
                 }
             }
             Act::ReleaseDue { jur: j, release_at } => {
-                if p.cust == Cust::Unknown {
+                if p.unheld() {
                     p.cust = Cust::Local(j);
                     p.last_jail = Some(j);
                 }
@@ -1281,16 +1434,18 @@ impl<W: Write> World<W> {
                 let id = self.out.id;
                 let n = self.out.finish(&mut self.rng)?;
                 self.charge(p, n);
-                // R3.4 when a hold is active; R4 in any case.
+                // R3.4 during a hold, R1.7 during an offer, R4.1 from BOP or a county
+                // otherwise; then R4.2.
                 p.hold = None;
+                p.offer = None;
                 p.move_to_ice(id);
             }
             Act::OfferLapses => {
                 if p.offer.take().is_some()
-                    && let Some(&j) = p.claims.first()
+                    && let Some(c) = p.claims.first()
                 {
                     // R1.9.
-                    p.move_to_local(j);
+                    p.move_to_local(c.jur);
                 }
             }
             Act::HoldLapses => {
@@ -1330,7 +1485,7 @@ impl<W: Write> World<W> {
         ktexts(b, "offenses", &mut self.rng, &OFFENSES, offenses);
         let n = self.out.finish(&mut self.rng)?;
         self.charge(p, n);
-        if p.cust == Cust::Unknown {
+        if p.unheld() {
             p.cust = custodian;
             if let Cust::Local(j) = custodian {
                 p.last_jail = Some(j);
@@ -1358,7 +1513,7 @@ impl<W: Write> World<W> {
             p.move_to_local(j);
             return;
         }
-        match (p.det.is_some(), p.claims.first().copied()) {
+        match (p.det.is_some(), p.claims.first().map(|c| c.jur)) {
             (true, None) => {
                 // R1.2; ICE usually confirms the pickup on the release date.
                 p.move_to_ice(id);
@@ -1375,7 +1530,11 @@ impl<W: Write> World<W> {
                 p.offer = Some(id);
                 p.last_offer = id;
                 let (lo, hi) = (t + HOUR, release_at - HOUR);
-                let u = self.rng.below(1000);
+                let u = match self.rng.below(1000) {
+                    // A story with a re-arrest gets no answer (see `Person::rearrested`).
+                    80..820 if p.rearrested => 1000,
+                    u => u,
+                };
                 if u < 30 {
                     let w = if self.rng.chance(500) {
                         j
@@ -1496,8 +1655,10 @@ impl<W: Write> Generator<W> {
             w.policy_event(j, start)?;
         }
         self.schedule(start + 5 * MINUTE, CAPACITY_SLOT);
-        let first_change = start + self.world.rng.range(DAY, 6 * DAY);
-        self.schedule(first_change, POLICY_SLOT);
+        if self.world.policy_every_people.is_none() {
+            let first_change = start + self.world.rng.range(DAY, 6 * DAY);
+            self.schedule(first_change, POLICY_SLOT);
+        }
 
         // About one person per 50 events is active at once, which spreads a log with the
         // default ten events per person over about a year; past 5,000,000 events the log
@@ -1514,6 +1675,15 @@ impl<W: Write> Generator<W> {
 
         while !self.world.out.full() {
             let Reverse((t, _, slot)) = self.heap.pop().expect("the global timelines never end");
+            // Policy changes owed to the people started so far, at the time reached (so the
+            // log stays in time order).
+            while self.world.policy_owed > 0 && !self.world.out.full() {
+                self.world.policy_owed -= 1;
+                self.world.policy_change(t)?;
+            }
+            if self.world.out.full() {
+                break;
+            }
             match slot {
                 CAPACITY_SLOT => {
                     self.world.capacity_event(t)?;
@@ -1587,7 +1757,8 @@ mod tests {
         }
         let id = o.get("id").and_then(Value::as_str).unwrap_or("");
         match o.get("kind").and_then(Value::as_str) {
-            Some("bop") => is_ref_id(id),
+            // ICD version 2: facility ids take the jurisdiction_id pattern (no dots).
+            Some("bop") => is_jurisdiction_id(id),
             Some("local") => is_jurisdiction_id(id),
             Some("ice") => id == "ice",
             _ => false,
@@ -1648,7 +1819,8 @@ mod tests {
             let ok = match k.as_str() {
                 "person_id" => is_person_id(s),
                 "jurisdiction_id" => is_jurisdiction_id(s),
-                "detainer_id" | "claim_id" | "writ_id" | "offer_id" | "facility" => is_ref_id(s),
+                "detainer_id" | "claim_id" | "writ_id" | "offer_id" => is_ref_id(s),
+                "facility" => is_jurisdiction_id(s),
                 "state" => s.len() == 2 && s.bytes().all(|c| c.is_ascii_uppercase()),
                 "name" | "court" => !s.is_empty(),
                 "honors_detainers" | "return_agreement" => val.is_boolean(),
@@ -1766,5 +1938,182 @@ mod tests {
         let text = String::from_utf8(gen_bytes(&cfg)).expect("ASCII");
         let people: BTreeSet<String> = text.lines().filter_map(|l| check_line(l).1).collect();
         assert_eq!(people.len(), 500);
+    }
+
+    #[test]
+    fn facility_and_jurisdiction_ids_fit_routing_keys() {
+        // ICD version 2, section 1: lowercase, no dots, 2 to 63 characters.
+        for f in FACILITIES {
+            assert!(is_jurisdiction_id(f), "{f}");
+        }
+        let mut out = Vec::new();
+        let world = World::new(&GenConfig::new(1, 1), &mut out);
+        for jur in &world.jurs {
+            assert!(is_jurisdiction_id(&jur.id), "{}", jur.id);
+        }
+    }
+
+    /// Counts of the story shapes ICD version 2 brought, read off a log's events alone.
+    #[derive(Debug, Default)]
+    struct Shapes {
+        people: u64,
+        /// A person's first event at least 50 days after their previous one (other than
+        /// ICE taking custody, an arrest at large) after a release notice: a re-arrest,
+        /// ending in this county's `local.release.due` ...
+        rearrest_local: u64,
+        /// ... of which a detainer naming that county came first ...
+        rearrest_local_detainer: u64,
+        /// ... or in a `bop.release.scheduled`.
+        rearrest_bop: u64,
+        /// `ice.custody.assumed` from the BOP facility or county named by the person's
+        /// latest detainer, with no release notice since it: no offer and no hold open.
+        pickup_bop: u64,
+        pickup_local: u64,
+    }
+
+    fn shapes(text: &str) -> Shapes {
+        #[derive(Default)]
+        struct Seen {
+            last_time: i64,
+            /// The latest release notice's `release_at`.
+            notice: Option<i64>,
+            /// A re-arrest under way: whether a detainer has named a local custodian, and
+            /// which.
+            rearrest: Option<Option<String>>,
+            /// The custodian the latest detainer named, while no release notice followed.
+            named: Option<(String, String)>,
+        }
+        const GAP: i64 = 50 * DAY;
+        let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
+        let mut shapes = Shapes::default();
+        let mut keys = BTreeSet::new();
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).expect("a JSON line");
+            let key = (v["source"].to_string(), v["id"].to_string());
+            if !keys.insert(key) {
+                continue;
+            }
+            let Some(person) = v["subject"].as_str() else {
+                continue;
+            };
+            let ty = v["type"].as_str().expect("type");
+            let time = parse_time(&v["time"]);
+            let data = &v["data"];
+            let s = seen.entry(person.to_owned()).or_insert_with(|| {
+                shapes.people += 1;
+                Seen {
+                    last_time: time,
+                    ..Seen::default()
+                }
+            });
+            if s.notice.is_some() && time - s.last_time >= GAP && ty != "ice.custody.assumed" {
+                s.rearrest = Some(None);
+            }
+            s.last_time = time;
+            match ty {
+                "ice.detainer.issued" => {
+                    let c = &data["custodian"];
+                    let (kind, id) = (c["kind"].as_str().unwrap(), c["id"].as_str().unwrap());
+                    s.named = Some((kind.to_owned(), id.to_owned()));
+                    if kind == "local"
+                        && let Some(named) = s.rearrest.as_mut()
+                    {
+                        *named = Some(id.to_owned());
+                    }
+                }
+                "local.release.due" | "bop.release.scheduled" => {
+                    let release_at = parse_time(&data["release_at"]);
+                    if let Some(named) = s.rearrest.take() {
+                        assert!(s.notice.is_some_and(|n| n < release_at), "{line}");
+                        if ty == "bop.release.scheduled" {
+                            shapes.rearrest_bop += 1;
+                        } else {
+                            shapes.rearrest_local += 1;
+                            let county = data["jurisdiction_id"].as_str().unwrap();
+                            if named.as_deref() == Some(county) {
+                                shapes.rearrest_local_detainer += 1;
+                            }
+                        }
+                    }
+                    s.notice = Some(release_at);
+                    s.named = None;
+                }
+                "ice.custody.assumed" => {
+                    let from = &data["from"];
+                    let from = (
+                        from["kind"].as_str().unwrap().to_owned(),
+                        from["id"].as_str().unwrap().to_owned(),
+                    );
+                    if s.named.as_ref() == Some(&from) {
+                        match from.0.as_str() {
+                            "bop" => shapes.pickup_bop += 1,
+                            _ => shapes.pickup_local += 1,
+                        }
+                    }
+                    s.named = None;
+                    s.rearrest = None;
+                }
+                _ => {}
+            }
+        }
+        shapes
+    }
+
+    #[test]
+    fn stories_include_re_arrests_and_ice_pickups_without_a_hold() {
+        let text = String::from_utf8(gen_bytes(&GenConfig::new(200_000, 42))).expect("ASCII");
+        let s = shapes(&text);
+        // As generated (seed 42, 20,000 people): 6,199 re-arrests by a county (5,042 of
+        // them after a detainer naming it), 2,045 by BOP, and 346 + 1,142 pickups from BOP
+        // and from a county without a hold. The floors are well below, not at the edge.
+        assert!(s.rearrest_local >= s.people / 10, "{s:?}");
+        assert!(s.rearrest_local_detainer * 2 >= s.rearrest_local, "{s:?}");
+        assert!(s.rearrest_bop >= s.people / 40, "{s:?}");
+        assert!(s.pickup_bop >= s.people / 200, "{s:?}");
+        assert!(s.pickup_local >= s.people / 50, "{s:?}");
+    }
+
+    #[test]
+    fn policy_every_people_sets_the_rate_of_policy_changes() {
+        let mut cfg = GenConfig::new(100_000, 9);
+        cfg.people = 29_400;
+        cfg.policy_every_people = Some(20);
+        let bytes = gen_bytes(&cfg);
+        assert_eq!(bytes, gen_bytes(&cfg), "byte-stable with the knob too");
+        let text = String::from_utf8(bytes).expect("ASCII");
+        let mut agreement: BTreeMap<String, bool> = BTreeMap::new();
+        let (mut policies, mut gains, mut last_time) = (0u64, 0u64, i64::MIN);
+        let mut people = BTreeSet::new();
+        for line in text.lines() {
+            let (ty, person, time, v) = check_line(line);
+            assert!(time >= last_time, "time goes backwards at {line}");
+            last_time = time;
+            people.extend(person);
+            if ty != "jurisdiction.policy.updated" {
+                continue;
+            }
+            policies += 1;
+            let data = &v["data"];
+            let now = data["return_agreement"].as_bool().expect("bool");
+            let before = agreement.insert(data["jurisdiction_id"].to_string(), now);
+            gains += u64::from(before == Some(false) && now);
+        }
+        // The opening announcements of the 200 jurisdictions, then one change per 20
+        // people (a redelivered line now and then).
+        let changes = policies - 200;
+        let expected = people.len() as u64 / 20;
+        assert!(
+            changes >= expected - expected / 50 && changes <= expected + expected / 50,
+            "{changes} changes for {} people",
+            people.len()
+        );
+        assert!(gains * 5 >= changes, "{gains} gains in {changes} changes");
+        // Without the knob a jurisdiction changes its policy every few days.
+        let plain = String::from_utf8(gen_bytes(&GenConfig::new(100_000, 9))).expect("ASCII");
+        let plain_policies = plain
+            .lines()
+            .filter(|l| l.contains("\"type\":\"jurisdiction.policy.updated\""))
+            .count() as u64;
+        assert!(plain_policies < 200 + expected / 5, "{plain_policies}");
     }
 }
