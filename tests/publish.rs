@@ -139,15 +139,15 @@ fn the_sample_week_arrives_in_order_with_its_properties() {
     let out = handoff(&["publish", WEEK, "--url", &url, "--window", "7"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("published 62 events in "),
+        stderr(&out).contains("published 72 events in "),
         "{}",
         stderr(&out)
     );
     let user = ::handoff::live::config::url_user(&url);
     let messages = drain(&broker);
     let lines: Vec<&str> = include_str!("../samples/week.jsonl").lines().collect();
-    assert_eq!(messages.len(), 62);
-    assert_eq!(lines.len(), 62);
+    assert_eq!(messages.len(), 72);
+    assert_eq!(lines.len(), 72);
     for (m, line) in messages.iter().zip(&lines) {
         let event: Value = serde_json::from_str(line).unwrap();
         let ty = event["type"].as_str().unwrap();
@@ -335,7 +335,7 @@ fn impersonation_sends_each_event_as_its_publisher() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let messages = drain(&broker);
-    assert_eq!(messages.len(), 62);
+    assert_eq!(messages.len(), 72);
     for m in &messages {
         let ty = m.routing_key.as_str();
         let expected = match ty.split('.').next().unwrap() {

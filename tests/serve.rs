@@ -74,7 +74,7 @@ async fn the_sample_log_published_live_decides_as_replay_of_the_journal() {
     assert!(!logs.contains("P-1700"), "{logs}");
     let metrics = serve.metrics();
     assert!(
-        metrics.contains("handoff_events_in_total{type=\"bop.release.scheduled\"} 10"),
+        metrics.contains("handoff_events_in_total{type=\"bop.release.scheduled\"} 11"),
         "{metrics}"
     );
 }

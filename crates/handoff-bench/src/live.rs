@@ -445,7 +445,7 @@ fn sentinel(run: &str) -> anyhow::Result<(Prepared, Event)> {
         "time": now,
         "subject": person,
         "datacontenttype": "application/json",
-        "data": {"person_id": person, "facility": "BENCH", "release_at": now},
+        "data": {"person_id": person, "facility": "bench", "release_at": now},
     });
     let event = envelope::event_from_value(&value)
         .map_err(|e| anyhow::anyhow!("the sentinel is invalid: {e}"))?;
