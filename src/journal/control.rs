@@ -13,9 +13,6 @@
 //! The JSON of a control entry is read in `edge::envelope` (`parse_entry`) and written in
 //! `edge::wire` (`opened_json`); its schema is `schemas/journal/<type>.json`.
 
-use sha1::{Digest, Sha1};
-use uuid::{Builder, Uuid};
-
 use handoff_core::RULES_VERSION;
 use handoff_core::model::{Event, Time};
 
@@ -175,43 +172,19 @@ pub fn is_writer_id(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'@' | b'-'))
 }
 
-/// The namespace of handoff's UUIDv5 names, the one decision ids use
-/// (`Uuid::new_v5(&Uuid::NAMESPACE_URL, b"urn:handoff")`); an opened entry's name starts
-/// with `journal.opened`, which no decision's name does.
-const NAMESPACE: Uuid = Uuid::from_u128(0x7904_41ac_0588_58de_a4fc_f61c_cefa_d0c5);
-
 /// The id of the opened entry `writer` appends at `time` to a journal of `entries`
 /// entries: the UUIDv5 of those three. A journal is locked while a writer holds it and
 /// grows by that entry, so no two opened entries of a journal share the three; and the id
 /// is a function of what the driver gives the pipeline, so a virtual clock reproduces it.
 pub fn opened_id(writer: &str, time: Time, entries: u64) -> String {
-    let mut h = Sha1::new();
-    h.update(NAMESPACE.as_bytes());
     let time = crate::edge::wire::format_time(&time);
     let entries = entries.to_string();
-    for (i, part) in [
+    handoff_core::ids::v5(&[
         ControlType::Opened.as_str().as_bytes(),
         writer.as_bytes(),
         time.as_bytes(),
         entries.as_bytes(),
-    ]
-    .iter()
-    .enumerate()
-    {
-        if i > 0 {
-            h.update(b"\n");
-        }
-        h.update(part);
-    }
-    let digest = h.finalize();
-    let mut first = [0u8; 16];
-    first.copy_from_slice(&digest[..16]);
-    let mut buf = Uuid::encode_buffer();
-    Builder::from_sha1_bytes(first)
-        .into_uuid()
-        .hyphenated()
-        .encode_lower(&mut buf)
-        .to_owned()
+    ])
 }
 
 /// The default writer id: this host's name and the process id (`host:4711`), so that two
@@ -274,16 +247,14 @@ mod tests {
     }
 
     #[test]
-    fn the_namespace_is_the_decisions_one() {
-        assert_eq!(
-            NAMESPACE,
-            Uuid::new_v5(&Uuid::NAMESPACE_URL, b"urn:handoff")
-        );
+    fn the_opened_id_is_a_uuid_v5_in_the_decisions_namespace() {
+        use uuid::Uuid;
+        let namespace = Uuid::new_v5(&Uuid::NAMESPACE_URL, b"urn:handoff");
         let id = opened_id("host:1", time(), 7);
         let name = "handoff.journal.opened\nhost:1\n2017-01-28T09:00:00.123Z\n7";
         assert_eq!(
             id,
-            Uuid::new_v5(&NAMESPACE, name.as_bytes())
+            Uuid::new_v5(&namespace, name.as_bytes())
                 .hyphenated()
                 .to_string()
         );

@@ -17,8 +17,10 @@ use uuid::{Builder, Uuid};
 /// The namespace of all decision ids: `Uuid::new_v5(&Uuid::NAMESPACE_URL, b"urn:handoff")`.
 const NAMESPACE: Uuid = Uuid::from_u128(0x7904_41ac_0588_58de_a4fc_f61c_cefa_d0c5);
 
-/// The UUIDv5 of the name `parts` joined by newlines, without building the name.
-fn v5(parts: &[&[u8]]) -> String {
+/// The UUIDv5 of the name `parts` joined by newlines, without building the name, in
+/// handoff's namespace: decision ids, and the ids of the journal's own control entries
+/// (whose names start with their type, which no decision's name does).
+pub fn v5(parts: &[&[u8]]) -> String {
     let mut h = Sha1::new();
     h.update(NAMESPACE.as_bytes());
     for (i, part) in parts.iter().enumerate() {
