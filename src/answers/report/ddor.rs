@@ -1,4 +1,4 @@
-//! The Declined Detainer Outcome Report (ICD section 6): detainers issued, releases despite
+//! The Declined Detainer Outcome Report (ICD section 7): detainers issued, releases despite
 //! a detainer, and the offenses on those detainers, for a period of a replayed journal.
 //!
 //! [`Ddor`] is fed every [`Seen`] of a `replay::run` and keeps only what the report needs,
