@@ -6,7 +6,8 @@
 
 use std::sync::Arc;
 
-use super::{Engine, Whereabouts};
+use super::Engine;
+use super::person::Place;
 use crate::ids;
 use crate::model::{Basis, Condition, Custodian, Decision, DecisionBody, Rule, Time};
 use crate::why::Why;
@@ -112,12 +113,12 @@ impl Engine {
         let from = self
             .person_mut(person_id)
             .custodian()
-            .cloned()
             .expect("a transfer is only decided for a person someone holds");
+        let by = self.holder(t.to.custodian_kind(), t.to.id());
         self.move_person(
             person_id,
-            Whereabouts::Held {
-                by: t.to.clone(),
+            Place::Held {
+                by,
                 since: Some(t.effective_at),
             },
         );
@@ -147,10 +148,8 @@ impl Engine {
         let from = self
             .person_mut(person_id)
             .custodian()
-            .cloned()
             .expect("a release is only decided for a person someone holds");
-        self.move_person(person_id, Whereabouts::Released);
-        self.person_mut(person_id).released_at = Some(r.effective_at);
+        self.move_person(person_id, Place::Released { at: r.effective_at });
         emit.emit(
             person_id,
             r.rule,
@@ -168,11 +167,11 @@ impl Engine {
     /// of a person who had none). Entering ICE custody puts the person's unsatisfied
     /// claims into the R2.2 index and leaving it takes them out; leaving ICE while
     /// detained frees a bed (R4 occupancy counts down, never below zero).
-    pub(super) fn move_person(&mut self, person_id: &str, to: Whereabouts) {
+    pub(super) fn move_person(&mut self, person_id: &str, to: Place) {
         let p = self.person_mut(person_id);
-        let was_ice = p.custodian() == Some(&Custodian::Ice);
-        p.whereabouts = to;
-        let is_ice = p.custodian() == Some(&Custodian::Ice);
+        let was_ice = p.held_by_ice();
+        p.place = to;
+        let is_ice = p.held_by_ice();
         if was_ice == is_ice {
             return;
         }

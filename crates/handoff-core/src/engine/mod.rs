@@ -17,6 +17,7 @@
 //! carries the facts its rule used ([`Why`](crate::why::Why)), filled in where it fires.
 
 mod custody;
+mod people;
 mod person;
 mod r1;
 mod r2;
@@ -34,7 +35,8 @@ use sha2::{Digest, Sha256};
 use crate::model::{Custodian, Decision, Event, EventBody, Time};
 use crate::why::WritFacts;
 use custody::{Cause, Emitter};
-use person::{OfferEnd, Person, Writ};
+use people::People;
+use person::{Holder, OfferEnd, Place, Writ};
 use r4::Capacity;
 use timers::{Timer, TimerKey};
 
@@ -110,9 +112,7 @@ pub struct Engine {
     clock: Option<Time>,
     /// Digests of every `source` + `id` seen (see [`event_key`]).
     seen: HashSet<EventKey>,
-    /// Boxed: a table of a million people has two million slots, and a slot holding a
-    /// pointer instead of a whole `Person` keeps the empty ones (and rehashing) cheap.
-    people: HashMap<String, Box<Person>>,
+    people: People,
     /// Every distinct jurisdiction id and offense list, shared by the claims, declines,
     /// holds and detainers that name them instead of copied into each.
     names: HashSet<Arc<str>>,
@@ -182,7 +182,7 @@ impl Engine {
     pub fn whereabouts(&self, person_id: &str) -> Whereabouts {
         self.people
             .get(person_id)
-            .map_or(Whereabouts::Unknown, |p| p.whereabouts.clone())
+            .map_or(Whereabouts::Unknown, |p| p.place.whereabouts())
     }
 
     /// ICE's detention capacity as the engine sees it: `(funded_beds, occupied_beds)`
@@ -400,7 +400,7 @@ impl Engine {
         emit: &mut Emitter,
     ) -> Outcome {
         let p = self.person_mut(person_id);
-        if p.whereabouts == Whereabouts::Released {
+        if p.released() {
             return Outcome::NoEffect("person has been released");
         }
         if p.executed(&writ.id) {
@@ -411,7 +411,7 @@ impl Engine {
         }
         if let Some(offer) = p.close_offer(OfferEnd::Void) {
             self.r1_10(person_id, offer, writ, emit);
-        } else if p.custodian() == Some(&Custodian::Ice) {
+        } else if p.held_by_ice() {
             // R2.1: where several writs wait, the earliest wins.
             p.rare_mut().writs.push(writ);
             let first = p.execute_first_writ().expect("one was just added");
@@ -433,13 +433,13 @@ impl Engine {
         } else if let Some(hold) = p.hold.take() {
             self.r3_4(now, person_id, *hold, emit);
         } else {
-            match p.custodian() {
-                Some(Custodian::Bop(_) | Custodian::Local(_)) => self.r4_1(now, person_id, emit),
-                Some(Custodian::Ice) => {}
+            match p.holder() {
+                Some(Holder::Bop(_) | Holder::Local(_)) => self.r4_1(now, person_id, emit),
+                Some(Holder::Ice) => {}
                 None => self.move_person(
                     person_id,
-                    Whereabouts::Held {
-                        by: Custodian::Ice,
+                    Place::Held {
+                        by: Holder::Ice,
                         since: Some(now),
                     },
                 ),

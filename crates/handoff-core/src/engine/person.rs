@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
+use compact_str::CompactString;
+
 use super::timers::TimerKey;
 use super::{Engine, Whereabouts};
-use crate::model::{CriminalStatus, Custodian, Time};
+use crate::model::{CriminalStatus, Custodian, CustodianKind, Time};
 use crate::why::{ClaimFacts, DetainerFacts};
 
 /// A short list stored as an exact-size boxed slice: 16 bytes in a `Person` and no
@@ -28,8 +30,12 @@ impl<T> Few<T> {
         self.0 = v.into_boxed_slice();
     }
 
+    /// One reallocation: room for exactly one more, so the slice needs no shrinking.
     pub(super) fn push(&mut self, item: T) {
-        self.edit(|v| v.push(item));
+        self.edit(|v| {
+            v.reserve_exact(1);
+            v.push(item);
+        });
     }
 
     pub(super) fn remove(&mut self, index: usize) -> T {
@@ -128,10 +134,60 @@ pub(super) struct Hold {
     pub(super) timer: TimerKey,
 }
 
+/// Who holds a person, as the engine keeps it: a [`Custodian`] whose id is the engine's
+/// shared copy (see `Engine::name`), not a string of its own per person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Holder {
+    Bop(Arc<str>),
+    Local(Arc<str>),
+    Ice,
+}
+
+impl Holder {
+    pub(super) fn custodian(&self) -> Custodian {
+        match self {
+            Holder::Bop(id) => Custodian::Bop(id.to_string()),
+            Holder::Local(id) => Custodian::Local(id.to_string()),
+            Holder::Ice => Custodian::Ice,
+        }
+    }
+}
+
+/// Where a person is, as the engine keeps it ([`Whereabouts`] is the public view).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Place {
+    /// No event has named a custodian yet.
+    Unknown,
+    Held {
+        by: Holder,
+        /// When this custody took effect; `None` when it predates handoff's knowledge.
+        since: Option<Time>,
+    },
+    /// Released, effective `at`: a release notice not later than `at` is stale (ICD
+    /// section 5, "Custody").
+    Released { at: Time },
+}
+
+impl Place {
+    pub(super) fn whereabouts(&self) -> Whereabouts {
+        match self {
+            Place::Unknown => Whereabouts::Unknown,
+            Place::Held { by, since } => Whereabouts::Held {
+                by: by.custodian(),
+                since: *since,
+            },
+            Place::Released { .. } => Whereabouts::Released,
+        }
+    }
+}
+
 /// Everything the rules need to know about one person.
 #[derive(Debug, Clone)]
 pub(super) struct Person {
-    pub(super) whereabouts: Whereabouts,
+    /// The person's id, the key of the engine's table of people, kept inline (ids of up
+    /// to 24 bytes need no allocation).
+    pub(super) id: CompactString,
+    pub(super) place: Place,
     /// Active detainers (issued, not withdrawn), oldest first.
     pub(super) detainers: Few<Detainer>,
     /// The `criminal_status` of the latest detainer ever issued (R4); `None` until one is.
@@ -139,12 +195,9 @@ pub(super) struct Person {
     /// Unsatisfied claims, in the order lodged; the first is "the claimant".
     pub(super) claims: Few<Claim>,
     /// Boxed, like `hold` and `rare`: most people never have one, and a small `Person`
-    /// (128 bytes) keeps a table of millions of people small.
+    /// (128 bytes, a size class of the allocator) keeps a table of millions small.
     pub(super) offer: Option<Box<Offer>>,
     pub(super) hold: Option<Box<Hold>>,
-    /// The `effective_at` of the latest release: a release notice not later than it is
-    /// stale (ICD section 5, "Custody").
-    pub(super) released_at: Option<Time>,
     /// What few people ever have; `None` until one of them is set.
     pub(super) rare: Option<Box<Rare>>,
 }
@@ -167,43 +220,59 @@ pub(super) struct Rare {
 }
 
 impl Person {
-    fn new() -> Self {
+    pub(super) fn new(id: &str) -> Self {
         Person {
-            whereabouts: Whereabouts::Unknown,
+            id: id.into(),
+            place: Place::Unknown,
             detainers: Few::default(),
             latest_status: None,
             claims: Few::default(),
             offer: None,
             hold: None,
-            released_at: None,
             rare: None,
         }
     }
 
-    pub(super) fn custodian(&self) -> Option<&Custodian> {
-        match &self.whereabouts {
-            Whereabouts::Held { by, .. } => Some(by),
+    pub(super) fn holder(&self) -> Option<&Holder> {
+        match &self.place {
+            Place::Held { by, .. } => Some(by),
             _ => None,
         }
     }
 
+    /// The person's custodian, as decisions name it.
+    pub(super) fn custodian(&self) -> Option<Custodian> {
+        self.holder().map(Holder::custodian)
+    }
+
+    pub(super) fn held_by_ice(&self) -> bool {
+        self.holder() == Some(&Holder::Ice)
+    }
+
+    pub(super) fn held_by_local(&self, jurisdiction_id: &str) -> bool {
+        matches!(self.holder(), Some(Holder::Local(j)) if &**j == jurisdiction_id)
+    }
+
     pub(super) fn since(&self) -> Option<Time> {
-        match &self.whereabouts {
-            Whereabouts::Held { since, .. } => *since,
+        match &self.place {
+            Place::Held { since, .. } => *since,
             _ => None,
         }
     }
 
     /// Whether the person has no custodian: never seen, or released.
     pub(super) fn unheld(&self) -> bool {
-        !matches!(self.whereabouts, Whereabouts::Held { .. })
+        !matches!(self.place, Place::Held { .. })
+    }
+
+    pub(super) fn released(&self) -> bool {
+        matches!(self.place, Place::Released { .. })
     }
 
     /// Whether a release notice for `release_at` is stale: the person was released, at
     /// or after `release_at` (ICD section 5, "Custody").
     pub(super) fn stale_notice(&self, release_at: Time) -> bool {
-        self.whereabouts == Whereabouts::Released
-            && self.released_at.is_some_and(|r| release_at <= r)
+        matches!(self.place, Place::Released { at } if release_at <= at)
     }
 
     /// The rare parts, created on first write.
@@ -293,25 +362,26 @@ impl Person {
 }
 
 impl Engine {
-    /// The person's state, created on first mention. The id is hashed once, and copied
-    /// only when the person is new.
+    /// The person's state, created on first mention.
     pub(super) fn person_mut(&mut self, person_id: &str) -> &mut Person {
-        self.people
-            .entry_ref(person_id)
-            .or_insert_with(|| Box::new(Person::new()))
+        self.people.get_or_insert(person_id)
+    }
+
+    /// Who holds a person in the engine's terms: the custodian's id is the shared copy.
+    pub(super) fn holder(&mut self, kind: CustodianKind, id: &str) -> Holder {
+        match kind {
+            CustodianKind::Bop => Holder::Bop(self.name(id)),
+            CustodianKind::Local => Holder::Local(self.name(id)),
+            CustodianKind::Ice => Holder::Ice,
+        }
     }
 
     /// Sets the custodian of a person who has none (never seen, or released): the
     /// event names who holds them now (ICD section 5, "Custody").
-    pub(super) fn name_custodian(&mut self, person_id: &str, custodian: &Custodian) {
+    pub(super) fn name_custodian(&mut self, person_id: &str, kind: CustodianKind, id: &str) {
         if self.person_mut(person_id).unheld() {
-            self.move_person(
-                person_id,
-                Whereabouts::Held {
-                    by: custodian.clone(),
-                    since: None,
-                },
-            );
+            let by = self.holder(kind, id);
+            self.move_person(person_id, Place::Held { by, since: None });
         }
     }
 
@@ -325,7 +395,7 @@ impl Engine {
         criminal_status: CriminalStatus,
         offenses: &[String],
     ) {
-        self.name_custodian(person_id, custodian);
+        self.name_custodian(person_id, custodian.custodian_kind(), custodian.id());
         let offenses = self.offense_list(offenses);
         let p = self.person_mut(person_id);
         p.latest_status = Some(criminal_status);

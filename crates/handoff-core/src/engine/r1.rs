@@ -2,10 +2,12 @@
 //! (R1.7–R1.11).
 
 use super::custody::{Cause, Emitter, TransferSpec};
-use super::person::{Offer, OfferEnd, Writ};
+use super::person::{Holder, Offer, OfferEnd, Writ};
 use super::timers::TimerKind;
 use super::{Engine, Outcome, Reject};
-use crate::model::{Answer, Basis, Condition, Custodian, Decision, DecisionBody, Rule, Time};
+use crate::model::{
+    Answer, Basis, Condition, Custodian, CustodianKind, Decision, DecisionBody, Rule, Time,
+};
 use crate::why::{DetainerFacts, OfferFacts, Stance, Why};
 
 impl Engine {
@@ -21,9 +23,9 @@ impl Engine {
         if self.person_mut(person_id).stale_notice(release_at) {
             return Outcome::NoEffect("stale: not later than the person's last release");
         }
-        self.name_custodian(person_id, &Custodian::Bop(facility.to_owned()));
+        self.name_custodian(person_id, CustodianKind::Bop, facility);
         let p = self.person_mut(person_id);
-        if !matches!(p.custodian(), Some(Custodian::Bop(_))) {
+        if !matches!(p.holder(), Some(Holder::Bop(_))) {
             return Outcome::NoEffect("person is not held by BOP");
         }
         if p.offer.is_some() {

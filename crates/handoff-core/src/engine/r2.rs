@@ -50,7 +50,7 @@ impl Engine {
             jurisdiction,
             seq,
         });
-        if p.custodian() == Some(&Custodian::Ice) {
+        if p.held_by_ice() {
             self.index_claim(jurisdiction_id, seq, person_id);
             if self.stance(jurisdiction_id).1 {
                 self.r2_2(now, person_id, emit);
@@ -115,7 +115,7 @@ impl Engine {
         let Some(p) = self.people.get(person_id) else {
             return;
         };
-        if p.custodian() != Some(&Custodian::Ice) {
+        if !p.held_by_ice() {
             return;
         }
         let policies = &self.policies;

@@ -5,7 +5,7 @@ use super::custody::{Cause, Emitter, ReleaseSpec, TransferSpec};
 use super::person::Hold;
 use super::timers::TimerKind;
 use super::{Engine, HOLD_LIMIT, Outcome};
-use crate::model::{Basis, Custodian, Decision, DecisionBody, Rule, Time};
+use crate::model::{Basis, Custodian, CustodianKind, Decision, DecisionBody, Rule, Time};
 use crate::why::{DetainerFacts, HoldFacts, Stance, Why};
 
 impl Hold {
@@ -45,13 +45,12 @@ impl Engine {
             honors_detainers: honors,
             return_agreement: agreement,
         };
-        let here = Custodian::Local(jurisdiction_id.to_owned());
         if self.person_mut(person_id).stale_notice(release_at) {
             return Outcome::NoEffect("stale: not later than the person's last release");
         }
-        self.name_custodian(person_id, &here);
+        self.name_custodian(person_id, CustodianKind::Local, jurisdiction_id);
         let p = self.person_mut(person_id);
-        if p.custodian() != Some(&here) {
+        if !p.held_by_local(jurisdiction_id) {
             return Outcome::NoEffect("person is not held by this jurisdiction");
         }
         if p.hold.is_some() {
