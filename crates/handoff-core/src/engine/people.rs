@@ -31,14 +31,21 @@ impl People {
         self.table.find_mut(hash, |p| p.id == id).map(|p| &mut **p)
     }
 
-    /// The person's state, created on first mention; the id is hashed once.
+    /// The person's state, created on first mention; the id is hashed once. Most calls
+    /// find the person, so they probe for a match only, as `HashMap::entry_ref` does; a
+    /// new person then takes the first free slot.
     pub(super) fn get_or_insert(&mut self, id: &str) -> &mut Person {
         let hasher = &self.hasher;
         let hash = hasher.hash_one(id);
-        self.table
-            .entry(hash, |p| p.id == id, |p| hasher.hash_one(p.id.as_str()))
-            .or_insert_with(|| Box::new(Person::new(id)))
-            .into_mut()
+        match self.table.find_entry(hash, |p| p.id == id) {
+            Ok(found) => found.into_mut(),
+            Err(absent) => absent
+                .into_table()
+                .insert_unique(hash, Box::new(Person::new(id)), |p| {
+                    hasher.hash_one(p.id.as_str())
+                })
+                .into_mut(),
+        }
     }
 }
 
