@@ -56,6 +56,38 @@ fn first_refusal_offer_then_acceptance_then_return_agreement() {
     );
 }
 
+/// Who was told of each decision (ICD section 4), in the timeline and in its text.
+#[test]
+fn explain_names_who_was_told_of_each_decision() {
+    let t = explain(&week(), "P-170004");
+    let told: Vec<String> = t
+        .entries
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Decision { told, .. } => Some(told.join(" ")),
+            What::Event { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            "party.bop.fci-bastrop party.ice party.local.tx-travis-county",
+            "party.bop.fci-bastrop party.ice party.local.tx-travis-county",
+            "party.ice party.local.tx-travis-county",
+        ]
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["explain", "P-170004"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/week.jsonl"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("  told: party.ice, party.local.tx-travis-county\n"),
+        "{text}"
+    );
+}
+
 #[test]
 fn ice_takes_custody_from_bop_then_places_the_person_in_a_freed_bed() {
     let t = explain(&week(), "P-170011");

@@ -73,6 +73,72 @@ fn cli_replays_the_sample_week() {
     assert!(stderr.contains("week.jsonl:55: duplicate"), "{stderr}");
 }
 
+/// `handoff replay --parties`: each decision exactly as without the flag, plus a last
+/// member `parties`. Who is told of a sample of the week's decisions, derived by hand from
+/// ICD section 4 (the custodian giving the person up, the receiver, ICE for offers, holds,
+/// placements, transfers to or from it, named or active detainers, and every jurisdiction
+/// with an unsatisfied claim or unexecuted writ).
+#[test]
+fn replay_parties_names_who_is_told_of_each_decision() {
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["replay", "--parties"])
+        .arg(sample("week.jsonl"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let with = String::from_utf8(out.stdout).unwrap();
+    let plain = std::fs::read_to_string(sample("week.decisions.jsonl")).unwrap();
+    assert_eq!(with.lines().count(), plain.lines().count());
+    let mut told = std::collections::BTreeMap::new();
+    for (w, p) in with.lines().zip(plain.lines()) {
+        let mut w: serde_json::Value = serde_json::from_str(w).unwrap();
+        let parties = w.as_object_mut().unwrap().remove("parties").expect("parties");
+        let p: serde_json::Value = serde_json::from_str(p).unwrap();
+        assert_eq!(w, p, "--parties changed the decision itself");
+        let keys: Vec<String> = parties
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(keys, sorted, "parties sorted, each once");
+        let key = format!("{} {}", p["subject"].as_str().unwrap(), p["data"]["rule"].as_str().unwrap());
+        told.insert(key, keys.join(" "));
+    }
+    let (bop, ice, travis) = ("party.bop.fci-bastrop", "party.ice", "party.local.tx-travis-county");
+    for (decision, parties) in [
+        // An offer: the BOP facility, ICE, and the claimant.
+        ("P-170004 R1.6", vec![bop, ice, travis]),
+        // ICE takes the person from BOP; Travis's claim is still pending.
+        ("P-170004 R1.7", vec![bop, ice, travis]),
+        // ICE gives the person to the claimant.
+        ("P-170004 R2.2", vec![ice, travis]),
+        // A release with no detainer and no claim: only the facility.
+        ("P-170002 R1.4", vec![bop]),
+        // A county's own release, nobody else concerned.
+        ("P-170020 R3.1", vec![travis]),
+        // A declined detainer release: the county, and ICE, whose detainer it names.
+        ("P-170021 R3.2", vec![ice, travis]),
+        // A hold: the county holding the person, and ICE, which must come within 48 hours.
+        ("P-170022 R3.3", vec![ice, travis]),
+        // The offer void for want of a detainer: the claimant takes the person; ICE, with
+        // no detainer left and none named, is not a party.
+        ("P-170008 R1.11", vec![bop, travis]),
+        // A placement: ICE; and Travis, whose claim is still unsatisfied.
+        ("P-170012 R4.2", vec![ice, travis]),
+        ("P-170011 R4.2", vec![ice]),
+    ] {
+        assert_eq!(
+            told.get(decision).map(String::as_str),
+            Some(parties.join(" ").as_str()),
+            "{decision}"
+        );
+    }
+}
+
 #[test]
 fn cli_reports_bad_lines_with_their_number_and_exits_non_zero() {
     let dir = std::env::temp_dir().join(format!("handoff-cli-{}", std::process::id()));

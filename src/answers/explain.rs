@@ -16,7 +16,7 @@ use crate::answers::replay::{Seen, note_for};
 use crate::edge::wire::{self, format_time};
 use handoff_core::engine::Engine;
 use handoff_core::model::{
-    Answer, Basis, Custodian, Decision, DecisionBody, Event, EventBody, Placement, Rule,
+    Answer, Basis, Custodian, Decision, DecisionBody, Event, EventBody, Party, Placement, Rule,
 };
 use handoff_core::why::{ClaimFacts, DetainerFacts, Why};
 
@@ -54,6 +54,8 @@ pub enum What {
         id: String,
         caused_by: String,
         explanation: String,
+        /// Who was told of it: its parties' keys, sorted (ICD section 4).
+        told: Vec<String>,
         decision: serde_json::Value,
     },
 }
@@ -150,6 +152,7 @@ impl Explainer {
                 id: d.id.clone(),
                 caused_by: d.caused_by.clone(),
                 explanation: explain(engine, d),
+                told: d.parties.iter().map(Party::key).collect(),
                 decision: json,
             },
         });
@@ -598,9 +601,13 @@ impl Timeline {
                     out.push('\n');
                 }
                 What::Decision {
-                    ty, explanation, ..
+                    ty,
+                    explanation,
+                    told,
+                    ..
                 } => {
                     let _ = writeln!(out, "  {}  → {ty} {explanation}", e.time);
+                    let _ = writeln!(out, "{:24}told: {}", "", told.join(", "));
                 }
             }
         }

@@ -23,31 +23,45 @@ pub fn replay<R: BufRead, W: Write>(
     out: W,
     note: impl FnMut(u64, Note),
 ) -> Result<Summary, ReadError> {
-    replay_under(engine, input, until, Rules::Journal, out, note)
+    replay_under(engine, input, until, Rules::Journal, Form::Decisions, out, note)
 }
 
-/// [`replay`], deciding under `rules`.
+/// What replay prints of each decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// Its wire form.
+    Decisions,
+    /// Its wire form and a last member, `parties`: who is told of it (ICD section 4).
+    WithParties,
+}
+
+/// [`replay`], deciding under `rules` and printing each decision in `form`.
 pub fn replay_under<R: BufRead, W: Write>(
     engine: &mut Engine,
     input: R,
     until: Option<Time>,
     rules: Rules,
+    form: Form,
     mut out: W,
     mut note: impl FnMut(u64, Note),
 ) -> Result<Summary, ReadError> {
     let mut buf = Vec::with_capacity(4096);
+    let mut write = |decisions: &[Decision], out: &mut W| match form {
+        Form::Decisions => write_decisions(decisions, &mut buf, out),
+        Form::WithParties => write_with_parties(decisions, &mut buf, out),
+    };
     let summary = run_with(engine, input, until, rules, |_, seen| match seen {
         Seen::Event { line, step, .. } => {
             if let Some(n) = note_for(&step.outcome) {
                 note(line, n);
             }
-            write_decisions(&step.decisions, &mut buf, &mut out)
+            write(&step.decisions, &mut out)
         }
         Seen::Invalid { line, error } => {
             note(line, Note::Invalid(error.clone()));
             Ok(())
         }
-        Seen::End { decisions } => write_decisions(decisions, &mut buf, &mut out),
+        Seen::End { decisions } => write(decisions, &mut out),
     })?;
     out.flush()?;
     Ok(summary)
@@ -66,6 +80,23 @@ pub(crate) fn write_decisions<W: Write>(
     buf.clear();
     for d in decisions {
         wire::write_decision(d, buf);
+        buf.push(b'\n');
+    }
+    out.write_all(buf)
+}
+
+/// [`write_decisions`], each decision with its parties.
+fn write_with_parties<W: Write>(
+    decisions: &[Decision],
+    buf: &mut Vec<u8>,
+    out: &mut W,
+) -> io::Result<()> {
+    if decisions.is_empty() {
+        return Ok(());
+    }
+    buf.clear();
+    for d in decisions {
+        wire::write_decision_with_parties(d, buf);
         buf.push(b'\n');
     }
     out.write_all(buf)

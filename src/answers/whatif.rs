@@ -486,7 +486,7 @@ pub struct DiffSummary {
 /// Whether two decisions are the same apart from their ids, which derive from cause and
 /// position and would differ only when positions shift. Comparing the fields is comparing the
 /// wire JSON without `id`: the wire form is a one-to-one rendering of them (the facts in
-/// `why` are not on the wire, and are not compared).
+/// `why` and the parties told are not on the wire, and are not compared).
 fn same_decision(a: &Decision, b: &Decision) -> bool {
     let Decision {
         id: _,
@@ -496,6 +496,7 @@ fn same_decision(a: &Decision, b: &Decision) -> bool {
         caused_by,
         body,
         why: _,
+        parties: _,
     } = a;
     *time == b.time
         && *person_id == b.person_id

@@ -55,6 +55,11 @@ pub(crate) struct Args {
     /// lines {"person_id", "at", "caused_by", "before", "after"}.
     #[arg(long, requires = "policy")]
     pub(crate) diff: bool,
+    /// Add to each decision a last member, `parties`: the sorted keys of the agencies told
+    /// of it (ICD section 4), such as party.ice, party.bop.fci-bastrop,
+    /// party.local.tx-travis-county.
+    #[arg(long, conflicts_with = "policy")]
+    pub(crate) parties: bool,
     /// Which rules decide a journal: the journal's (refusing other rules), or current.
     #[arg(long, value_enum, default_value = "journal", long_help = RULES_HELP)]
     pub(crate) rules: Rules,
@@ -78,6 +83,11 @@ fn replay(args: &Args) -> anyhow::Result<Ended> {
         reader,
         args.until,
         args.rules,
+        if args.parties {
+            replay::Form::WithParties
+        } else {
+            replay::Form::Decisions
+        },
         out,
         notes(&progress, &name, args.quiet),
     );

@@ -9,7 +9,7 @@ use chrono::SecondsFormat;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::journal::control::{ControlType, Opened};
-use handoff_core::model::{Custodian, Decision, DecisionBody, Time};
+use handoff_core::model::{Custodian, Decision, DecisionBody, Party, Time};
 
 /// The `source` of every decision, and of the journal's control entries.
 pub(crate) const SOURCE: &str = "urn:handoff";
@@ -22,7 +22,14 @@ pub fn format_time(t: &Time) -> String {
 
 /// Appends the decision as one line of JSON (no trailing newline).
 pub fn write_decision(d: &Decision, out: &mut Vec<u8>) {
-    serde_json::to_writer(out, &Wire(d)).expect("writing JSON to a Vec cannot fail");
+    serde_json::to_writer(out, &Wire(d, false)).expect("writing JSON to a Vec cannot fail");
+}
+
+/// [`write_decision`] with a last member, `parties`: the sorted keys of the agencies told
+/// of it (ICD section 4; `handoff replay --parties`). Not the published form, which
+/// carries them in the `BCC` header.
+pub fn write_decision_with_parties(d: &Decision, out: &mut Vec<u8>) {
+    serde_json::to_writer(out, &Wire(d, true)).expect("writing JSON to a Vec cannot fail");
 }
 
 /// The decision as a JSON string.
@@ -70,7 +77,8 @@ impl Serialize for WireOpenedData<'_> {
     }
 }
 
-struct Wire<'a>(&'a Decision);
+/// A decision's wire form; with `true`, and its parties.
+struct Wire<'a>(&'a Decision, bool);
 
 struct WireCustodian<'a>(&'a Custodian);
 
@@ -88,7 +96,7 @@ struct WireData<'a>(&'a Decision);
 impl Serialize for Wire<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let d = self.0;
-        let mut m = s.serialize_map(Some(8))?;
+        let mut m = s.serialize_map(Some(8 + usize::from(self.1)))?;
         m.serialize_entry("specversion", "1.0")?;
         m.serialize_entry("id", &d.id)?;
         m.serialize_entry("source", SOURCE)?;
@@ -97,6 +105,10 @@ impl Serialize for Wire<'_> {
         m.serialize_entry("subject", &d.person_id)?;
         m.serialize_entry("datacontenttype", "application/json")?;
         m.serialize_entry("data", &WireData(d))?;
+        if self.1 {
+            let keys: Vec<String> = d.parties.iter().map(Party::key).collect();
+            m.serialize_entry("parties", &keys)?;
+        }
         m.end()
     }
 }

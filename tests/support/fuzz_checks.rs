@@ -30,8 +30,8 @@ use handoff::edge::{schemas, wire};
 use handoff::journal;
 use handoff_core::engine::{Engine, HOLD_LIMIT, Outcome, Whereabouts};
 use handoff_core::model::{
-    Answer, Basis, CriminalStatus, Custodian, Decision, DecisionBody, Event, EventBody, Placement,
-    Rule, Time, WritKind,
+    Answer, Basis, CriminalStatus, Custodian, Decision, DecisionBody, Event, EventBody, Party,
+    Placement, Rule, Time, WritKind,
 };
 
 /// The reason codes `Invalid::code` documents: the only ones an invalid message may get.
@@ -849,6 +849,10 @@ pub struct Tracker {
     pub executed_writs: HashSet<(String, String)>,
     /// Unsatisfied claims by person, as the jurisdictions that lodged them.
     pub claims: HashMap<String, Vec<String>>,
+    /// By person, every agency other than ICE with a tie to them: a custodian that held
+    /// them, a jurisdiction that lodged a claim or had a writ issued. Only these may be
+    /// told of the person's decisions (ICD section 4).
+    pub ties: HashMap<String, HashSet<Party>>,
 }
 
 impl Tracker {
@@ -859,9 +863,14 @@ impl Tracker {
             .unwrap_or(Whereabouts::Unknown)
     }
 
+    fn tie(&mut self, p: &str, party: Party) {
+        self.ties.entry(p.to_owned()).or_default().insert(party);
+    }
+
     /// An event names the custodian of a person who has none.
     pub fn name(&mut self, p: &str, c: Custodian) {
         if self.current(p).is_none() {
+            self.tie(p, Party::of(&c));
             self.whereabouts
                 .insert(p.to_owned(), Whereabouts::Held { by: c, since: None });
         }
@@ -946,11 +955,18 @@ impl Tracker {
                 person_id,
                 jurisdiction_id,
                 ..
-            } => self
-                .claims
-                .entry(person_id.clone())
-                .or_default()
-                .push(jurisdiction_id.clone()),
+            } => {
+                self.tie(person_id, Party::Local(jurisdiction_id.as_str().into()));
+                self.claims
+                    .entry(person_id.clone())
+                    .or_default()
+                    .push(jurisdiction_id.clone());
+            }
+            EventBody::WritIssued {
+                person_id,
+                jurisdiction_id,
+                ..
+            } => self.tie(person_id, Party::Local(jurisdiction_id.as_str().into())),
             _ => {}
         }
         if let Some(p) = decided_again
@@ -962,6 +978,45 @@ impl Tracker {
             ));
         }
         self.decisions(decisions)
+    }
+
+    /// Who is told (ICD section 4): the parties are sorted and distinct; they include the
+    /// custodian giving the person up (or holding them) and, for a transfer, the one
+    /// receiving them, and ICE for every offer, hold and placement; and no agency without
+    /// a tie to the person is among them.
+    fn parties_are_sound(&mut self, d: &Decision, json: &str) -> Result<(), String> {
+        let p = d.person_id.as_str();
+        let parties = &d.parties;
+        if parties.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!("parties not sorted and distinct {parties:?}: {json}"));
+        }
+        let mut must = Vec::new();
+        must.extend(self.current(p).map(|c| Party::of(&c)));
+        match &d.body {
+            DecisionBody::Transfer { to, .. } => {
+                must.push(Party::of(to));
+                // The receiver is tied to the person from now on.
+                self.tie(p, Party::of(to));
+            }
+            DecisionBody::Offer { .. }
+            | DecisionBody::Hold { .. }
+            | DecisionBody::Placement { .. } => must.push(Party::Ice),
+            DecisionBody::Release { .. } => {}
+        }
+        if let Some(missing) = must.iter().find(|m| !parties.contains(m)) {
+            return Err(format!("{} is not told: {json}", missing.key()));
+        }
+        let ties = self.ties.get(p);
+        if let Some(stranger) = parties
+            .iter()
+            .find(|party| **party != Party::Ice && !ties.is_some_and(|t| t.contains(*party)))
+        {
+            return Err(format!(
+                "{} is told but has no claim, writ or custody for {p}: {json}",
+                stranger.key()
+            ));
+        }
+        Ok(())
     }
 
     pub fn decisions(&mut self, decisions: &[Decision]) -> Result<(), String> {
@@ -997,6 +1052,7 @@ impl Tracker {
     pub fn decision(&mut self, d: &Decision) -> Result<(), String> {
         let p = d.person_id.as_str();
         let json = wire::decision_json(d);
+        self.parties_are_sound(d, &json)?;
         let ends_hold = matches!(d.rule, Rule::R3_4 | Rule::R3_5 | Rule::R3_6 | Rule::R3_7);
         if let Some((from, until)) = self.holds.get(p).copied() {
             // While a hold is open, only its end may be decided for the person.

@@ -3,6 +3,8 @@
 //! Nothing here knows about JSON. `envelope` turns wire messages into these types once,
 //! and `wire` turns decisions back into CloudEvents; the engine sees only what is here.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 /// Declares a fieldless enum whose every variant has one wire name, written once here:
@@ -421,6 +423,52 @@ pub struct Decision {
     /// The facts the rule used (not part of the wire form; `handoff explain` renders
     /// them).
     pub why: crate::why::Why,
+    /// Who is told of it (ICD section 4), sorted by key, each once. Not part of the
+    /// decision's wire form: the live service lists them in the `BCC` header, and
+    /// `handoff replay --parties` prints them.
+    pub parties: Vec<Party>,
+}
+
+/// An agency a decision is told to (ICD section 4). Its key names it: `party.ice`,
+/// `party.bop.<facility id>`, `party.local.<jurisdiction_id>`; parties order as their keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Party {
+    Bop(Arc<str>),
+    Ice,
+    Local(Arc<str>),
+}
+
+impl Party {
+    /// The party a custodian is.
+    pub fn of(custodian: &Custodian) -> Party {
+        match custodian {
+            Custodian::Bop(f) => Party::Bop(f.as_str().into()),
+            Custodian::Local(j) => Party::Local(j.as_str().into()),
+            Custodian::Ice => Party::Ice,
+        }
+    }
+
+    /// The party's key, the routing key its queue is bound to.
+    pub fn key(&self) -> String {
+        match self {
+            Party::Bop(f) => format!("party.bop.{f}"),
+            Party::Ice => "party.ice".to_owned(),
+            Party::Local(j) => format!("party.local.{j}"),
+        }
+    }
+
+    /// The party a key names; `None` for anything else.
+    pub fn from_key(key: &str) -> Option<Party> {
+        let rest = key.strip_prefix("party.")?;
+        if rest == "ice" {
+            return Some(Party::Ice);
+        }
+        if let Some(f) = rest.strip_prefix("bop.") {
+            return is_jurisdiction_id(f).then(|| Party::Bop(f.into()));
+        }
+        let j = rest.strip_prefix("local.")?;
+        is_jurisdiction_id(j).then(|| Party::Local(j.into()))
+    }
 }
 
 /// The type-specific part of a decision (ICD section 3).

@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use super::Engine;
 use super::person::Place;
+use super::{Engine, parties};
 use crate::ids;
-use crate::model::{Basis, Condition, Custodian, Decision, DecisionBody, Rule, Time};
+use crate::model::{Basis, Condition, Custodian, Decision, DecisionBody, Party, Rule, Time};
 use crate::why::Why;
 
 /// What caused the decisions being emitted: names them (`caused_by`) and their ids.
@@ -35,11 +35,13 @@ impl Emitter<'_> {
         }
     }
 
+    /// Emits a decision told to `parties` (see [`parties::parties`]).
     pub(super) fn emit(
         &mut self,
         person_id: &str,
         rule: Rule,
         body: DecisionBody,
+        parties: Vec<Party>,
         why: Why,
     ) -> String {
         let id = self.next_id();
@@ -55,6 +57,7 @@ impl Emitter<'_> {
             caused_by,
             body,
             why,
+            parties,
         });
         self.n += 1;
         id
@@ -114,7 +117,22 @@ impl Engine {
             .person_mut(person_id)
             .custodian()
             .expect("a transfer is only decided for a person someone holds");
-        let by = self.holder(t.to.custodian_kind(), t.to.id());
+        let body = DecisionBody::Transfer {
+            from,
+            to: t.to,
+            basis: t.basis,
+            conditions: t.conditions,
+            effective_at: t.effective_at,
+            detainer_id: t.detainer_id,
+            claim_id: t.claim_id,
+            writ_id: t.writ_id,
+            offer_id: t.offer_id,
+        };
+        let parties = self.parties_of(person_id, &body);
+        let DecisionBody::Transfer { to, .. } = &body else {
+            unreachable!("built above as a transfer")
+        };
+        let by = self.holder(to.custodian_kind(), to.id());
         self.move_person(
             person_id,
             Place::Held {
@@ -122,25 +140,10 @@ impl Engine {
                 since: Some(t.effective_at),
             },
         );
-        if let Custodian::Local(j) = &t.to {
+        if let Custodian::Local(j) = to {
             self.satisfy_claims(person_id, j);
         }
-        emit.emit(
-            person_id,
-            t.rule,
-            DecisionBody::Transfer {
-                from,
-                to: t.to,
-                basis: t.basis,
-                conditions: t.conditions,
-                effective_at: t.effective_at,
-                detainer_id: t.detainer_id,
-                claim_id: t.claim_id,
-                writ_id: t.writ_id,
-                offer_id: t.offer_id,
-            },
-            t.why,
-        );
+        emit.emit(person_id, t.rule, body, parties, t.why);
     }
 
     /// Decides a release from the person's current custodian.
@@ -149,18 +152,21 @@ impl Engine {
             .person_mut(person_id)
             .custodian()
             .expect("a release is only decided for a person someone holds");
+        let body = DecisionBody::Release {
+            from,
+            basis: r.basis,
+            effective_at: r.effective_at,
+            detainer_id: r.detainer_id,
+        };
+        let parties = self.parties_of(person_id, &body);
         self.move_person(person_id, Place::Released { at: r.effective_at });
-        emit.emit(
-            person_id,
-            r.rule,
-            DecisionBody::Release {
-                from,
-                basis: r.basis,
-                effective_at: r.effective_at,
-                detainer_id: r.detainer_id,
-            },
-            r.why,
-        );
+        emit.emit(person_id, r.rule, body, parties, r.why);
+    }
+
+    /// The parties of a decision about to be made about the person, from their state now
+    /// (ICD section 4).
+    pub(super) fn parties_of(&mut self, person_id: &str, body: &DecisionBody) -> Vec<Party> {
+        parties::parties(self.person_mut(person_id), body)
     }
 
     /// Moves a person (a decided transfer or release, or an event naming the custodian

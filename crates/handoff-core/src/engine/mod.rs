@@ -17,6 +17,7 @@
 //! carries the facts its rule used ([`Why`](crate::why::Why)), filled in where it fires.
 
 mod custody;
+mod parties;
 mod people;
 mod person;
 mod r1;

@@ -147,16 +147,19 @@ impl Engine {
                     let respond_by = release_at.max(now);
                     let offer_id = emit.next_id();
                     let timer = self.set_timer(respond_by, person_id, TimerKind::FirstRefusal);
+                    let body = DecisionBody::Offer {
+                        offer_id: offer_id.clone(),
+                        jurisdiction_id: c.jurisdiction.to_string(),
+                        jurisdiction_honors_detainers: honors,
+                        respond_by,
+                        detainer_id: d.id.to_string(),
+                    };
+                    let parties = self.parties_of(person_id, &body);
                     emit.emit(
                         person_id,
                         Rule::R1_6,
-                        DecisionBody::Offer {
-                            offer_id: offer_id.clone(),
-                            jurisdiction_id: c.jurisdiction.to_string(),
-                            jurisdiction_honors_detainers: honors,
-                            respond_by,
-                            detainer_id: d.id.to_string(),
-                        },
+                        body,
+                        parties,
                         why,
                     );
                     self.person_mut(person_id).offer = Some(Box::new(Offer {

@@ -104,17 +104,14 @@ impl Engine {
                     detainer: Some(detainer.facts()),
                     stance,
                 };
-                let decision_id = emit.emit(
-                    person_id,
-                    Rule::R3_3,
-                    DecisionBody::Hold {
-                        jurisdiction_id: jurisdiction_id.to_owned(),
-                        detainer_id: detainer_id.to_string(),
-                        hold_from: release_at,
-                        hold_until: until,
-                    },
-                    why,
-                );
+                let body = DecisionBody::Hold {
+                    jurisdiction_id: jurisdiction_id.to_owned(),
+                    detainer_id: detainer_id.to_string(),
+                    hold_from: release_at,
+                    hold_until: until,
+                };
+                let parties = self.parties_of(person_id, &body);
+                let decision_id = emit.emit(person_id, Rule::R3_3, body, parties, why);
                 let timer = self.set_timer(until, person_id, TimerKind::Hold);
                 self.person_mut(person_id).hold = Some(Box::new(Hold {
                     jurisdiction: jurisdiction_id.into(),

@@ -74,18 +74,16 @@ impl Engine {
                 c.occupied += 1;
             }
         }
-        emit.emit(
-            person_id,
-            Rule::R4_2,
-            DecisionBody::Placement {
-                placement,
-                monitoring,
-                basis,
-            },
-            Why::Placement {
-                criminal_status: status,
-                beds,
-            },
-        );
+        let body = DecisionBody::Placement {
+            placement,
+            monitoring,
+            basis,
+        };
+        let parties = self.parties_of(person_id, &body);
+        let why = Why::Placement {
+            criminal_status: status,
+            beds,
+        };
+        emit.emit(person_id, Rule::R4_2, body, parties, why);
     }
 }
