@@ -85,14 +85,22 @@ fn replay_parties_names_who_is_told_of_each_decision() {
         .arg(sample("week.jsonl"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let with = String::from_utf8(out.stdout).unwrap();
     let plain = std::fs::read_to_string(sample("week.decisions.jsonl")).unwrap();
     assert_eq!(with.lines().count(), plain.lines().count());
     let mut told = std::collections::BTreeMap::new();
     for (w, p) in with.lines().zip(plain.lines()) {
         let mut w: serde_json::Value = serde_json::from_str(w).unwrap();
-        let parties = w.as_object_mut().unwrap().remove("parties").expect("parties");
+        let parties = w
+            .as_object_mut()
+            .unwrap()
+            .remove("parties")
+            .expect("parties");
         let p: serde_json::Value = serde_json::from_str(p).unwrap();
         assert_eq!(w, p, "--parties changed the decision itself");
         let keys: Vec<String> = parties
@@ -105,10 +113,18 @@ fn replay_parties_names_who_is_told_of_each_decision() {
         sorted.sort();
         sorted.dedup();
         assert_eq!(keys, sorted, "parties sorted, each once");
-        let key = format!("{} {}", p["subject"].as_str().unwrap(), p["data"]["rule"].as_str().unwrap());
+        let key = format!(
+            "{} {}",
+            p["subject"].as_str().unwrap(),
+            p["data"]["rule"].as_str().unwrap()
+        );
         told.insert(key, keys.join(" "));
     }
-    let (bop, ice, travis) = ("party.bop.fci-bastrop", "party.ice", "party.local.tx-travis-county");
+    let (bop, ice, travis) = (
+        "party.bop.fci-bastrop",
+        "party.ice",
+        "party.local.tx-travis-county",
+    );
     for (decision, parties) in [
         // An offer: the BOP facility, ICE, and the claimant.
         ("P-170004 R1.6", vec![bop, ice, travis]),

@@ -23,7 +23,15 @@ pub fn replay<R: BufRead, W: Write>(
     out: W,
     note: impl FnMut(u64, Note),
 ) -> Result<Summary, ReadError> {
-    replay_under(engine, input, until, Rules::Journal, Form::Decisions, out, note)
+    replay_under(
+        engine,
+        input,
+        until,
+        Rules::Journal,
+        Form::Decisions,
+        out,
+        note,
+    )
 }
 
 /// What replay prints of each decision.

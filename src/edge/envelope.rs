@@ -426,7 +426,11 @@ mod tests {
         assert_eq!(too_deep(line, 1), Some(19));
         assert_eq!(too_deep(line, 2), Some(20));
         for limit in 0..4 {
-            assert_eq!(too_deep(line, limit), too_deep_bytewise(line, limit), "{limit}");
+            assert_eq!(
+                too_deep(line, limit),
+                too_deep_bytewise(line, limit),
+                "{limit}"
+            );
         }
     }
 

@@ -988,7 +988,9 @@ impl Tracker {
         let p = d.person_id.as_str();
         let parties = &d.parties;
         if parties.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(format!("parties not sorted and distinct {parties:?}: {json}"));
+            return Err(format!(
+                "parties not sorted and distinct {parties:?}: {json}"
+            ));
         }
         let mut must = Vec::new();
         must.extend(self.current(p).map(|c| Party::of(&c)));

@@ -52,7 +52,12 @@ pub(super) fn parties(person: &Person, body: &DecisionBody) -> Vec<Party> {
     if ice || !person.detainers.is_empty() {
         out.push(Party::Ice);
     }
-    out.extend(person.claims.iter().map(|c| Party::Local(c.jurisdiction.clone())));
+    out.extend(
+        person
+            .claims
+            .iter()
+            .map(|c| Party::Local(c.jurisdiction.clone())),
+    );
     out.extend(
         person
             .writs()

@@ -1,7 +1,7 @@
 //! The table of people: every person the engine holds state for, by id.
 
-use hashbrown::HashTable;
 use hashbrown::DefaultHashBuilder;
+use hashbrown::HashTable;
 use std::hash::BuildHasher;
 
 use super::person::Person;

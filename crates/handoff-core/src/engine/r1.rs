@@ -155,13 +155,7 @@ impl Engine {
                         detainer_id: d.id.to_string(),
                     };
                     let parties = self.parties_of(person_id, &body);
-                    emit.emit(
-                        person_id,
-                        Rule::R1_6,
-                        body,
-                        parties,
-                        why,
-                    );
+                    emit.emit(person_id, Rule::R1_6, body, parties, why);
                     self.person_mut(person_id).offer = Some(Box::new(Offer {
                         id: offer_id,
                         claim: c,
