@@ -30,6 +30,16 @@ async fn the_sample_log_published_live_decides_as_replay_of_the_journal() {
     let publishers = publishers_for(js.iter().map(String::as_str));
     let serve = Serve::start("sample", &broker, &publishers);
     let audit = Watch::start(&broker.url(), "handoff.decisions", "audit").await;
+    // Queues bound only to party keys (ICD section 4), filled by the decisions' BCC header.
+    let mut party_watches = Vec::new();
+    for (queue, key) in [
+        ("told-ice", "party.ice"),
+        ("told-bop", "party.bop.*"),
+        ("told-travis", "party.local.tx-travis-county"),
+    ] {
+        let w = Watch::start_bound(&broker.url(), "handoff.decisions", queue, key).await;
+        party_watches.push((key, w));
+    }
     let (_, operator) = broker.add_user("operator", &["impersonator"]);
     let publisher = Publisher::connect(&operator).await;
     for e in &events {
@@ -68,6 +78,46 @@ async fn the_sample_log_published_live_decides_as_replay_of_the_journal() {
         assert_eq!(s.message_id, body["id"].as_str().unwrap());
         assert_eq!(s.content_type, "application/cloudevents+json");
         assert!(!s.routing_key.is_empty());
+    }
+    // Each party's queue holds exactly the decisions replay --parties names it in: none
+    // missing, none extra; and the BCC header never reaches a consumer.
+    for (key, watch) in &party_watches {
+        let told: BTreeSet<String> = replay_parties(&serve.journal(), &until)
+            .iter()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|d| {
+                d["parties"].as_array().unwrap().iter().any(|p| {
+                    let p = p.as_str().unwrap();
+                    match key.strip_suffix('*') {
+                        Some(prefix) => p.starts_with(prefix),
+                        None => p == *key,
+                    }
+                })
+            })
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(!told.is_empty(), "{key}");
+        let got = watch
+            .until(60, key, |s| {
+                s.iter()
+                    .map(|s| &s.message_id)
+                    .collect::<BTreeSet<_>>()
+                    .len()
+                    >= told.len()
+            })
+            .await;
+        let got_ids: BTreeSet<String> = got.iter().map(|s| s.message_id.clone()).collect();
+        assert_eq!(
+            got_ids, told,
+            "{key}: decisions delivered differ from its parties"
+        );
+        for s in got.iter().chain(&seen) {
+            assert!(
+                !s.headers.contains_key("BCC"),
+                "BCC delivered: {:?}",
+                s.headers
+            );
+        }
     }
     // The logs never name a person.
     let logs = serve.logs();

@@ -171,15 +171,34 @@ pub async fn declare_topology(ch: &Channel, c: &config::Amqp) -> lapin::Result<(
     Ok(())
 }
 
+/// The header RabbitMQ routes by besides the routing key, and removes before delivery
+/// (sender-selected distribution): an array of long strings, case-sensitive.
+pub(crate) const BCC_HEADER: &str = "BCC";
+
 /// Properties of a published decision: persistent, typed, and identified by the
-/// decision id so that consumers can deduplicate a republished decision.
-pub(crate) fn decision_properties(id: &str, decision_type: &str) -> BasicProperties {
+/// decision id so that consumers can deduplicate a republished decision; and a `BCC`
+/// header of its parties' keys (ICD section 4), so that one publish reaches each party's
+/// queue and no party sees who else was told.
+pub(crate) fn decision_properties(
+    id: &str,
+    decision_type: &str,
+    parties: &[String],
+) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    if !parties.is_empty() {
+        let keys: Vec<AMQPValue> = parties
+            .iter()
+            .map(|k| AMQPValue::LongString(LongString::from(k.as_str())))
+            .collect();
+        headers.insert(BCC_HEADER.into(), AMQPValue::FieldArray(keys.into()));
+    }
     BasicProperties::default()
         .with_content_type(CONTENT_TYPE.into())
         .with_delivery_mode(2)
         .with_message_id(id.into())
         .with_type(decision_type.into())
         .with_app_id("handoff".into())
+        .with_headers(headers)
 }
 
 /// Properties of a dead-lettered message: the original headers and identifying

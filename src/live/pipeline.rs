@@ -42,7 +42,7 @@ use crate::journal::feed::{self, Summary};
 use crate::journal::{EntryError, Journal, JournalError, unframed};
 use handoff_core::authz::{self, Agency};
 use handoff_core::engine::{Engine, Outcome, Reject};
-use handoff_core::model::{Decision, Time};
+use handoff_core::model::{Decision, Party, Time};
 
 /// What the pipeline needs to know of the configuration.
 #[derive(Debug, Clone)]
@@ -99,6 +99,8 @@ pub struct Outgoing {
     pub id: String,
     pub decision_type: &'static str,
     pub routing_key: String,
+    /// The keys of the agencies told of it (ICD section 4), for the `BCC` header.
+    pub parties: Vec<String>,
     pub body: Vec<u8>,
 }
 
@@ -670,6 +672,7 @@ fn outgoing(index: u64, d: &Decision) -> Outgoing {
         id: d.id.clone(),
         decision_type: d.body.type_name(),
         routing_key: d.routing_key(),
+        parties: d.parties.iter().map(Party::key).collect(),
         body,
     }
 }

@@ -720,7 +720,7 @@ async fn publisher(
                     o.routing_key.as_str().into(),
                     mandatory,
                     &o.body,
-                    amqp::decision_properties(&o.id, o.decision_type),
+                    amqp::decision_properties(&o.id, o.decision_type, &o.parties),
                 )
                 .await?;
             pending.push((Some(i), confirm));

@@ -237,8 +237,18 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 
 /// `handoff replay JOURNAL --until T`: the decisions the journal implies, as lines.
 pub fn replay(journal: &Path, until: &str) -> Vec<String> {
+    replay_with(journal, until, &[])
+}
+
+/// `handoff replay JOURNAL --until UNTIL --parties`: each decision with its parties.
+pub fn replay_parties(journal: &Path, until: &str) -> Vec<String> {
+    replay_with(journal, until, &["--parties"])
+}
+
+fn replay_with(journal: &Path, until: &str, flags: &[&str]) -> Vec<String> {
     let out = Command::new(BIN)
         .args(["replay", &journal.display().to_string(), "--until", until])
+        .args(flags)
         .output()
         .unwrap();
     assert!(
@@ -377,6 +387,11 @@ impl Watch {
     /// Binds a fresh queue to `exchange` with `#` (or consumes `queue` itself when the
     /// exchange is empty) and collects every message.
     pub async fn start(url: &str, exchange: &str, queue: &str) -> Watch {
+        Watch::start_bound(url, exchange, queue, "#").await
+    }
+
+    /// [`Watch::start`], the fresh queue bound with `key`.
+    pub async fn start_bound(url: &str, exchange: &str, queue: &str, key: &str) -> Watch {
         let conn = Connection::connect(url, ConnectionProperties::default())
             .await
             .unwrap();
@@ -395,7 +410,7 @@ impl Watch {
             ch.queue_bind(
                 queue.into(),
                 exchange.into(),
-                "#".into(),
+                key.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
@@ -425,9 +440,9 @@ impl Watch {
                     .map(|h| {
                         h.inner()
                             .iter()
-                            .filter_map(|(k, v)| match v {
-                                AMQPValue::LongString(s) => Some((k.to_string(), s.to_string())),
-                                _ => None,
+                            .map(|(k, v)| match v {
+                                AMQPValue::LongString(s) => (k.to_string(), s.to_string()),
+                                other => (k.to_string(), format!("{other:?}")),
                             })
                             .collect()
                     })
