@@ -54,10 +54,12 @@ pub fn replay_under<R: BufRead, W: Write>(
     mut note: impl FnMut(u64, Note),
 ) -> Result<Summary, ReadError> {
     let mut buf = Vec::with_capacity(4096);
-    let mut write = |decisions: &[Decision], out: &mut W| match form {
-        Form::Decisions => write_decisions(decisions, &mut buf, out),
-        Form::WithParties => write_with_parties(decisions, &mut buf, out),
+    let each: fn(&Decision, &mut Vec<u8>) = match form {
+        Form::Decisions => wire::write_decision,
+        Form::WithParties => wire::write_decision_with_parties,
     };
+    let mut write =
+        |decisions: &[Decision], out: &mut W| write_each(decisions, each, &mut buf, out);
     let summary = run_with(engine, input, until, rules, |_, seen| match seen {
         Seen::Event { line, step, .. } => {
             if let Some(n) = note_for(&step.outcome) {
@@ -82,20 +84,13 @@ pub(crate) fn write_decisions<W: Write>(
     buf: &mut Vec<u8>,
     out: &mut W,
 ) -> io::Result<()> {
-    if decisions.is_empty() {
-        return Ok(());
-    }
-    buf.clear();
-    for d in decisions {
-        wire::write_decision(d, buf);
-        buf.push(b'\n');
-    }
-    out.write_all(buf)
+    write_each(decisions, wire::write_decision, buf, out)
 }
 
-/// [`write_decisions`], each decision with its parties.
-fn write_with_parties<W: Write>(
+/// [`write_decisions`], each decision written by `each`.
+fn write_each<W: Write>(
     decisions: &[Decision],
+    each: fn(&Decision, &mut Vec<u8>),
     buf: &mut Vec<u8>,
     out: &mut W,
 ) -> io::Result<()> {
@@ -104,7 +99,7 @@ fn write_with_parties<W: Write>(
     }
     buf.clear();
     for d in decisions {
-        wire::write_decision_with_parties(d, buf);
+        each(d, buf);
         buf.push(b'\n');
     }
     out.write_all(buf)

@@ -556,3 +556,42 @@ pub fn is_jurisdiction_id(id: &str) -> bool {
             .iter()
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
 }
+
+#[cfg(test)]
+mod party_tests {
+    use super::*;
+
+    /// A party's key names it and nothing else: keys round-trip, and what is not a key
+    /// (another prefix, an id with a dot or a capital, a wildcard) is none.
+    #[test]
+    fn party_keys_round_trip_and_nothing_else_is_a_key() {
+        for p in [
+            Party::Ice,
+            Party::Bop("fci-bastrop".into()),
+            Party::Local("tx-travis-county".into()),
+        ] {
+            assert_eq!(Party::from_key(&p.key()), Some(p));
+        }
+        for not in [
+            "party.bop.*",
+            "party.local.TX",
+            "party.local.tx.travis",
+            "party.ice.x",
+            "transfer.ice",
+            "party.",
+        ] {
+            assert_eq!(Party::from_key(not), None, "{not}");
+        }
+        // Parties sort as their keys do.
+        let mut ps = [
+            Party::Local("a1".into()),
+            Party::Ice,
+            Party::Bop("zz".into()),
+        ];
+        ps.sort();
+        let keys: Vec<String> = ps.iter().map(Party::key).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+    }
+}
