@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::person::Place;
+use super::person::{Holder, Place};
 use super::{Engine, parties};
 use crate::ids;
 use crate::model::{Basis, Condition, Custodian, Decision, DecisionBody, Party, Rule, Time};
@@ -117,6 +117,7 @@ impl Engine {
             .person_mut(person_id)
             .custodian()
             .expect("a transfer is only decided for a person someone holds");
+        let by = self.holder(t.to.custodian_kind(), t.to.id());
         let body = DecisionBody::Transfer {
             from,
             to: t.to,
@@ -129,18 +130,14 @@ impl Engine {
             offer_id: t.offer_id,
         };
         let parties = self.parties_of(person_id, &body);
-        let DecisionBody::Transfer { to, .. } = &body else {
-            unreachable!("built above as a transfer")
-        };
-        let by = self.holder(to.custodian_kind(), to.id());
         self.move_person(
             person_id,
             Place::Held {
-                by,
+                by: by.clone(),
                 since: Some(t.effective_at),
             },
         );
-        if let Custodian::Local(j) = to {
+        if let Holder::Local(j) = &by {
             self.satisfy_claims(person_id, j);
         }
         emit.emit(person_id, t.rule, body, parties, t.why);
