@@ -55,10 +55,11 @@ fn sample_week_exercises_every_rule() {
     );
 }
 
-#[test]
-fn cli_replays_the_sample_week() {
+/// `handoff replay [FLAGS] samples/week.jsonl`, which must succeed.
+fn replay_week(flags: &[&str]) -> std::process::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
         .arg("replay")
+        .args(flags)
         .arg(sample("week.jsonl"))
         .output()
         .unwrap();
@@ -67,6 +68,12 @@ fn cli_replays_the_sample_week() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+#[test]
+fn cli_replays_the_sample_week() {
+    let out = replay_week(&[]);
     let expected = std::fs::read_to_string(sample("week.decisions.jsonl")).unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -80,16 +87,7 @@ fn cli_replays_the_sample_week() {
 /// with an unsatisfied claim or unexecuted writ).
 #[test]
 fn replay_parties_names_who_is_told_of_each_decision() {
-    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
-        .args(["replay", "--parties"])
-        .arg(sample("week.jsonl"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = replay_week(&["--parties"]);
     let with = String::from_utf8(out.stdout).unwrap();
     let plain = std::fs::read_to_string(sample("week.decisions.jsonl")).unwrap();
     assert_eq!(with.lines().count(), plain.lines().count());
