@@ -5,15 +5,23 @@ How to run (needs the management plugin and the `pika` AMQP client):
 
     python3 -m venv /tmp/handoff-check && /tmp/handoff-check/bin/pip install pika
     /tmp/handoff-check/bin/python deploy/rabbitmq/check-definitions.py \
-        [--api http://guest:guest@127.0.0.1:15672/api] [--amqp amqp://127.0.0.1:5672]
+        [--api http://guest:guest@127.0.0.1:15672/api] [--amqp amqp://127.0.0.1:5672] \
+        [--definitions deploy/rabbitmq/definitions.json]
 
 `--api` must name an administrator (it imports definitions and deletes what it created).
+`--definitions` checks another file (say a copy after add-jurisdiction.py) in its place.
 
 What it does:
 1. Reads the file and checks it statically: the topology `handoff serve` declares (exchanges,
-   queues, arguments, the 12 event-type bindings), and that every password hash is a
-   well-formed rabbit_password_hashing_sha256 hash (it says which ones are still the demo
-   passwords, equal to the user name).
+   queues, arguments, the 12 event-type bindings); party routing (ICD section 4): every
+   binding to an `agency.<name>` queue comes from `agency.decisions` with a party key, each
+   agency queue is bound exactly to its own (`party.bop.*`, `party.ice`,
+   `party.local.<jurisdiction_id>`), the decision exchanges bind nothing else (only
+   `handoff.audit` with `#` and `agency.decisions` with `#`: no decision-type key); every
+   agency user reads its own queue and no other queue or exchange of the file, and no
+   agency user may configure anything or write anything but `handoff.events`; and that
+   every password hash is a well-formed rabbit_password_hashing_sha256 hash (it says which
+   ones are still the demo passwords, equal to the user name).
 2. Imports a rewritten copy through the management API (`POST /api/definitions`): vhost "/"
    becomes a throwaway vhost `deploy-check-<pid>`, every user `deploy-check-<pid>-<name>`,
    and every password a random one made for this run with the same hash function (so a
@@ -24,8 +32,19 @@ What it does:
    compares it with the file.
 4. Connects over AMQP as each user and proves least privilege: what each user must be able
    to do works, and what it must not do is refused by the broker (ACCESS_REFUSED 403, or
-   PRECONDITION_FAILED 406 for a forged user-id); and that every decision and dead letter
-   is routed where the README says (agency queues, audit, unrouted, dead-letter).
+   PRECONDITION_FAILED 406 for a forged user-id). Routing: the service's user publishes a
+   table of test decisions (DECISIONS) as the service does, once each with the decision's
+   routing key, a `BCC` header of its parties' keys and a message-id; each agency queue
+   must get, once each, exactly the decisions whose BCC names its party, `handoff.audit`
+   all of them, `handoff.unrouted` only those no agency queue took (a decision only for a
+   jurisdiction without a queue; one published without BCC, since no agency queue is
+   bound to a routing key), every delivery must carry its decision's routing key and no
+   `BCC` header; dead letters go to `handoff.dead-letter`. Reads: every agency user, the
+   court and the operator try basic.get and basic.consume on every agency queue (allowed
+   on their own only), binding any agency queue to `agency.decisions` (`#` and a party
+   key, their own queue included) or to `handoff.decisions`, unbinding and deleting their
+   queue, exchange-to-exchange bindings and declaring queues (all refused), and the
+   bindings are then still exactly the file's.
 5. In a second, empty throwaway vhost, proves the service's user may create its whole
    topology from nothing (declare_topology = true on a broker without these definitions).
 6. Always (also on failure or Ctrl-C) deletes the throwaway vhosts and users, then checks
@@ -91,18 +110,96 @@ SERVICE_BINDINGS = {("handoff.events", "handoff.inbound", t) for t in EVENT_TYPE
     ("handoff.unrouted", "handoff.unrouted", ""),
 }
 
-# Decisions published by the check (ICD section 3), and which agency queue must get which.
-DECISION_KEYS = [
-    "offer.ice", "transfer.ice", "transfer.local.tx-travis-county", "hold.tx-travis-county",
-    "release.bop.fci-bastrop", "release.local.tx-travis-county", "release.ice.ice", "placement.ice",
-    "hold.nowhere",  # a jurisdiction without a queue: must land in handoff.unrouted
+# Decisions published by the check, as the service publishes them (ICD sections 3 and 4):
+# once each to handoff.decisions with the decision's routing key and a BCC header listing
+# its parties' keys. RabbitMQ routes on the routing key and every BCC key (across the
+# exchange-to-exchange binding to agency.decisions), delivers a message to a queue once
+# however many keys match, and removes BCC before delivery. The agency queues are bound
+# by party key only, so an agency queue must get exactly the decisions whose BCC names its
+# party, and handoff.unrouted exactly those whose keys reach no agency queue at all.
+# (message-id, routing key, BCC or None for no header, what it is)
+DECISIONS = [
+    ("transfer-bop-to-travis", "transfer.local.tx-travis-county",
+     ["party.bop.fci-bastrop", "party.ice", "party.local.tx-travis-county"],
+     "a transfer from BOP (fci-bastrop) to Travis County, ICE holding a detainer"),
+    ("transfer-travis-to-ice", "transfer.ice", ["party.ice", "party.local.tx-travis-county"],
+     "an R3.4 transfer from Travis County to ICE at the end of a hold"),
+    ("hold-travis", "hold.tx-travis-county", ["party.ice", "party.local.tx-travis-county"],
+     "a hold by Travis County for ICE"),
+    ("offer-bop", "offer.ice", ["party.bop.fci-bastrop", "party.ice"],
+     "a first-refusal offer to ICE of a BOP release"),
+    ("transfer-williamson-to-travis", "transfer.local.tx-travis-county",
+     ["party.local.tx-travis-county", "party.local.tx-williamson-county"],
+     "a county-to-county transfer, no business of BOP or ICE (Williamson has no queue: "
+     "Travis's takes it, so it is not unrouted)"),
+    ("transfer-travis-to-la-tuna", "transfer.bop", ["party.bop.fci-la-tuna", "party.local.tx-travis-county"],
+     "a transfer from Travis County to another BOP facility (party.bop.* takes any facility)"),
+    ("release-bop", "release.bop.fci-bastrop", ["party.bop.fci-bastrop", "party.ice"],
+     "a release from BOP that ICE is told of"),
+    ("release-travis", "release.local.tx-travis-county", ["party.local.tx-travis-county"],
+     "a release from Travis County without a detainer"),
+    ("release-ice", "release.ice.ice", ["party.ice"], "a release from ICE"),
+    ("placement-ice", "placement.ice", ["party.ice"], "a placement decision of ICE's"),
+    ("hold-new-county", "hold.tx-new-county", ["party.local.tx-new-county"],
+     "a decision only for a jurisdiction without a queue: must land in handoff.unrouted"),
+    ("no-bcc", "transfer.local.tx-travis-county", None,
+     "a decision without BCC (routing key alone, as before party routing): "
+     "no agency queue is bound to a decision-type key, so only audit and unrouted get it"),
 ]
-AGENCY_KEYS = {
-    "bop": ["transfer.ice", "transfer.local.tx-travis-county", "release.bop.fci-bastrop"],
-    "ice": ["offer.ice", "transfer.ice", "transfer.local.tx-travis-county", "release.ice.ice", "placement.ice"],
-    "tx-travis-county": ["hold.tx-travis-county", "transfer.local.tx-travis-county",
-                         "release.local.tx-travis-county"],
-}
+
+# The agencies of the definitions as they stand (add-jurisdiction.py adds more): queue
+# agency.<name> is read by user <name>, and at least these must be there.
+KNOWN_AGENCIES = ["bop", "ice", "tx-travis-county"]
+# Users that read no agency queue (and must be refused every one).
+NON_AGENCY_READERS = ["us-district-tx-w", "operator"]
+DECISION_TYPES = {"offer", "transfer", "hold", "release", "placement"}
+
+# jurisdiction_id (crates/handoff-core/src/model.rs is_jurisdiction_id).
+JURISDICTION_ID = re.compile(r"[a-z0-9][a-z0-9_-]{1,62}")
+
+
+def agencies(defs):
+    """The names <name> of the definitions' queues agency.<name>."""
+    return sorted(x["name"][len("agency."):] for x in defs["queues"] if x["name"].startswith("agency."))
+
+
+def topic_match(pattern, key):
+    """Whether a topic binding key matches a routing key (* one word, # zero or more)."""
+    def m(p, k):
+        if not p:
+            return not k
+        if p[0] == "#":
+            return any(m(p[1:], k[i:]) for i in range(len(k) + 1))
+        return bool(k) and (p[0] == "*" or p[0] == k[0]) and m(p[1:], k[1:])
+    return m(pattern.split("."), key.split(".") if key else [])
+
+
+def party_key(agency):
+    """The one binding key of queue agency.<agency> on agency.decisions."""
+    if agency == "ice":
+        return "party.ice"
+    if agency == "bop":
+        return "party.bop.*"  # every BOP facility: party.bop.<facility id>
+    return f"party.local.{agency}"  # (a valid jurisdiction id: checked where the queues are)
+
+
+def names_party(agency, key):
+    """Whether a BCC key (a concrete party key) names the party of agency.<agency>."""
+    if agency == "bop":
+        rest = key[len("party.bop."):] if key.startswith("party.bop.") else ""
+        return bool(JURISDICTION_ID.fullmatch(rest))
+    return key == party_key(agency)
+
+
+def is_party_key(key):
+    """A party key or the BOP wildcard: party.ice, party.bop.*|<id>, party.local.<id>."""
+    if key in ("party.ice", "party.bop.*"):
+        return True
+    for prefix in ("party.bop.", "party.local."):
+        if key.startswith(prefix) and JURISDICTION_ID.fullmatch(key[len(prefix):]):
+            return True
+    return False
+
 
 FAILURES = []
 
@@ -156,8 +253,10 @@ def q(name):
 
 # --- 1. static checks ----------------------------------------------------------------
 
-def static_checks(defs):
-    print("1. static checks of", DEFINITIONS.relative_to(HERE.parent.parent))
+def static_checks(defs, path):
+    path = path.resolve()
+    print("1. static checks of", path.relative_to(HERE.parent.parent) if path.is_relative_to(HERE.parent.parent)
+          else path)
     check([v["name"] for v in defs["vhosts"]] == ["/"], 'one vhost, "/"')
     ex = {e["name"]: e for e in defs["exchanges"]}
     for name, (typ, args) in SERVICE_EXCHANGES.items():
@@ -179,6 +278,7 @@ def static_checks(defs):
           f"dead-letter #, unrouted fanout)" + (f"; missing {sorted(missing)}" if missing else ""))
     inbound = {k for (s, d, k) in bs if d == "handoff.inbound"}
     check(inbound == set(EVENT_TYPES), "handoff.inbound is bound to exactly the 12 event types")
+    party_routing_checks(defs)
     demo = []
     for u in defs["users"]:
         raw = base64.b64decode(u["password_hash"])
@@ -188,6 +288,73 @@ def static_checks(defs):
             demo.append(u["name"])
     if demo:
         print(f"  note  DEMO PASSWORDS (password = user name) for: {', '.join(demo)}")
+
+
+def party_routing_checks(defs):
+    """Agency queues are bound by party key only (ICD section 4), and read by their agency only."""
+    ex = {e["name"]: e for e in defs["exchanges"]}
+    a = ex.get("agency.decisions", {})
+    check(a.get("type") == "topic" and a.get("internal") is True and a.get("durable")
+          and a.get("arguments") == {"alternate-exchange": "handoff.unrouted"},
+          "exchange agency.decisions: topic, internal, alternate exchange handoff.unrouted")
+    bindings = [(b["source"], b["destination_type"], b["destination"], b["routing_key"]) for b in defs["bindings"]]
+    queues = {x["name"] for x in defs["queues"]}
+    names = agencies(defs)
+    agency_queues = [f"agency.{n}" for n in names]
+    users = {u["name"] for u in defs["users"]}
+    check(set(KNOWN_AGENCIES) <= set(names) and set(names) <= users
+          and all(n in ("bop", "ice") or JURISDICTION_ID.fullmatch(n) for n in names),
+          f"agency queues {agency_queues}, each named after its agency's user")
+    for b in bindings:
+        src, kind, dst, key = b
+        if kind == "queue" and dst.startswith("agency."):
+            check(src == "agency.decisions" and is_party_key(key),
+                  f"{dst} <- {src} {key!r}: from agency.decisions, by a party key")
+    for qn in agency_queues:
+        name = qn[len("agency."):]
+        keys = sorted(key for (src, kind, dst, key) in bindings if kind == "queue" and dst == qn)
+        srcs = sorted({src for (src, kind, dst, key) in bindings if kind == "queue" and dst == qn})
+        check(keys == [party_key(name)] and srcs == ["agency.decisions"],
+              f"{qn} is bound exactly to its own party key {party_key(name)!r} on agency.decisions"
+              + ("" if keys == [party_key(name)] else f" (it has {keys} from {srcs})"))
+    # The decisions' path: handoff.decisions and every exchange it binds to (transitively).
+    path, todo = set(), ["handoff.decisions"]
+    while todo:
+        x = todo.pop()
+        if x not in path:
+            path.add(x)
+            todo += [dst for (src, kind, dst, key) in bindings if src == x and kind == "exchange"]
+    check(path == {"handoff.decisions", "agency.decisions"},
+          f"decisions flow through {sorted(path)} only")
+    allowed = {("handoff.decisions", "queue", "handoff.audit", "#"),
+               ("handoff.decisions", "exchange", "agency.decisions", "#")}
+    allowed |= {("agency.decisions", "queue", f"agency.{n}", party_key(n)) for n in names}
+    on_path = {b for b in bindings if b[0] in path}
+    check(on_path == allowed, "bindings of the decision exchanges: audit #, agency.decisions # "
+          "and one party key per agency queue, nothing else"
+          + ("" if on_path == allowed else f"; extra {sorted(on_path - allowed)}, missing {sorted(allowed - on_path)}"))
+    typed = sorted(b for b in on_path - {("handoff.decisions", "queue", "handoff.audit", "#"),
+                                         ("handoff.decisions", "exchange", "agency.decisions", "#")}
+                   if b[3].split(".")[0] in DECISION_TYPES or any(topic_match(b[3], k) for _, k, _, _ in DECISIONS))
+    check(not typed, "nothing is bound to a decision-type key (only audit's #)"
+          + ("" if not typed else f": {typed}"))
+    # Reads: an agency user reads its own queue and nothing else of the definitions.
+    resources = queues | set(ex)
+    perms = {p["user"]: p for p in defs["permissions"] if p["vhost"] == "/"}
+    for name in names:
+        p = perms.get(name, {})
+        readable = sorted(n for n in resources if re.search(p.get("read", "^$"), n))  # as RabbitMQ
+        # (A jurisdiction id has no character a regular expression needs escaped.)
+        check(p.get("read") == f"^agency\\.{name}$" and readable == [f"agency.{name}"],
+              f"user {name} reads {readable} only (read {p.get('read')!r})")
+    for name in NON_AGENCY_READERS:
+        p = perms.get(name, {})
+        readable = sorted(n for n in resources if n.startswith("agency.") and re.search(p.get("read", "^$"), n))
+        check(not readable, f"user {name} reads no agency queue or exchange (read {p.get('read')!r})")
+    for name in names + NON_AGENCY_READERS:
+        p = perms.get(name, {})
+        check(p.get("write") == "^handoff\\.events$" and p.get("configure") == "^$",
+              f"user {name}: configure ^$, write ^handoff\\.events$ (may bind nothing)")
 
 
 # --- 2. import a rewritten copy ------------------------------------------------------
@@ -297,8 +464,8 @@ class Amqp:
             self.conn.close()
 
 
-def publish(exchange, key, user_id=None, headers=None, mandatory=True):
-    props = pika.BasicProperties(user_id=user_id, headers=headers, delivery_mode=2,
+def publish(exchange, key, user_id=None, headers=None, mandatory=True, message_id=None):
+    props = pika.BasicProperties(user_id=user_id, headers=headers, delivery_mode=2, message_id=message_id,
                                  content_type="application/cloudevents+json")
 
     def fn(ch):
@@ -306,12 +473,21 @@ def publish(exchange, key, user_id=None, headers=None, mandatory=True):
     return fn
 
 
-def declare_queue(name, args=None):
-    return lambda ch: ch.queue_declare(name, durable=True, arguments=args or {"x-queue-type": "quorum"})
+def declare_queue(name, args=None, exclusive=False):
+    return lambda ch: ch.queue_declare(name, durable=not exclusive, exclusive=exclusive,
+                                       arguments=args or ({} if exclusive else {"x-queue-type": "quorum"}))
 
 
 def get(queue):
     return lambda ch: ch.basic_get(queue, auto_ack=True)
+
+
+def consume(queue):
+    """basic.consume (the broker answers consume-ok or closes the channel), then cancel."""
+    def fn(ch):
+        tag = ch.basic_consume(queue, lambda *_: None)
+        ch.basic_cancel(tag)
+    return fn
 
 
 def expect(conn, what, fn, want):
@@ -321,7 +497,7 @@ def expect(conn, what, fn, want):
 
 
 def drain(conn, queue):
-    """Takes every message of queue; returns their routing keys and headers."""
+    """Takes every message of queue; returns (routing key, headers, user-id, message-id) of each."""
     out = []
 
     def fn(ch):
@@ -329,20 +505,25 @@ def drain(conn, queue):
             method, props, _ = ch.basic_get(queue, auto_ack=True)
             if method is None:
                 return
-            out.append((method.routing_key, props.headers or {}, props.user_id))
+            out.append((method.routing_key, props.headers or {}, props.user_id, props.message_id))
     check(conn.attempt(fn) == "ok", f"{conn.user.split('-', 3)[-1]} reads {queue}")
     return out
 
 
-def amqp_checks(url, api_url, vhost, prefix, password):
+def amqp_checks(url, api_url, defs, vhost, prefix, password):
     print(f"4. AMQP least privilege in vhost {vhost} (users {prefix}*)")
-    u = {n: prefix + n for n in ("handoff", "bop", "ice", "tx-travis-county", "us-district-tx-w", "operator")}
+    names = agencies(defs)
+    u = {n: prefix + n for n in ["handoff", "bop", "ice", "tx-travis-county", "us-district-tx-w", "operator"]
+         + [n for n in names if n not in KNOWN_AGENCIES]}
+    # A jurisdiction added to the file (add-jurisdiction.py) gets a hold of its own.
+    decisions = DECISIONS + [(f"hold-{n}", f"hold.{n}", ["party.ice", f"party.local.{n}"], f"a hold by {n}")
+                             for n in names if n not in KNOWN_AGENCIES]
     conns = {}
     try:
         for name, user in u.items():
             conns[name] = Amqp(url, vhost, user, password)
         check(True, "every user logs in (the password hash function is RabbitMQ's)")
-        svc, bop, ice, tx, court, op = (conns[n] for n in u)
+        svc, bop, ice, tx, court, op = (conns[n] for n in list(u)[:6])
         ACCESS_REFUSED, PRECONDITION_FAILED = 403, 406
 
         print("  -- handoff (the service)")
@@ -355,18 +536,22 @@ def amqp_checks(url, api_url, vhost, prefix, password):
                 ch.queue_bind(dst, src, key)
             ch.basic_qos(prefetch_count=1000)
         expect(svc, "handoff declares its whole topology (declare_topology = true)", declare_topology, "ok")
-        for key in DECISION_KEYS:
-            expect(svc, f"handoff publishes a decision ({key})", publish("handoff.decisions", key), "ok")
+        for mid, key, bcc, _ in decisions:
+            expect(svc, f"handoff publishes a decision {mid} ({key}, BCC {bcc})",
+                   publish("handoff.decisions", key, headers=None if bcc is None else {"BCC": bcc},
+                           message_id=mid), "ok")
         expect(svc, "handoff dead-letters (routing key schema, header x-handoff-reason)",
                publish("handoff.dead-letter", "schema", headers={"x-handoff-reason": "schema"}), "ok")
         expect(svc, "handoff publishes to handoff.events", publish("handoff.events", "hold.expired"), ACCESS_REFUSED)
         expect(svc, "handoff publishes to the default exchange", publish("", "handoff.inbound"), ACCESS_REFUSED)
-        expect(svc, "handoff publishes to agency.decisions (internal)", publish("agency.decisions", "offer.ice"),
+        expect(svc, "handoff publishes to agency.decisions (internal)", publish("agency.decisions", "party.ice"),
                ACCESS_REFUSED)
         expect(svc, "handoff declares agency.bop", declare_queue("agency.bop"), ACCESS_REFUSED)
         expect(svc, "handoff declares handoff.audit", declare_queue("handoff.audit"), ACCESS_REFUSED)
         expect(svc, "handoff reads handoff.audit", get("handoff.audit"), ACCESS_REFUSED)
         expect(svc, "handoff reads agency.ice", get("agency.ice"), ACCESS_REFUSED)
+        expect(svc, "handoff binds agency.ice to agency.decisions #",
+               lambda ch: ch.queue_bind("agency.ice", "agency.decisions", "#"), ACCESS_REFUSED)
 
         print("  -- agencies: write on handoff.events, only their own routing keys")
         cases = [
@@ -391,15 +576,13 @@ def amqp_checks(url, api_url, vhost, prefix, password):
             expect(conn, f"{name} publishes straight to handoff.inbound through the default exchange",
                    publish("", "handoff.inbound"), ACCESS_REFUSED)
             expect(conn, f"{name} publishes to amq.topic", publish("amq.topic", allowed[0]), ACCESS_REFUSED)
-            expect(conn, f"{name} publishes to handoff.decisions", publish("handoff.decisions", "offer.ice"),
-                   ACCESS_REFUSED)
+            expect(conn, f"{name} publishes to handoff.decisions (BCC party.ice)",
+                   publish("handoff.decisions", "offer.ice", headers={"BCC": ["party.ice"]}), ACCESS_REFUSED)
             expect(conn, f"{name} declares a queue", declare_queue(f"agency.{name}.extra"), ACCESS_REFUSED)
             expect(conn, f"{name} reads handoff.inbound", get("handoff.inbound"), ACCESS_REFUSED)
         expect(bop, "bop forges user-id ice", publish("handoff.events", "bop.release.scheduled", user_id=u["ice"]),
                PRECONDITION_FAILED)
-        expect(bop, "bop reads agency.ice", get("agency.ice"), ACCESS_REFUSED)
         expect(tx, "tx-travis-county reads handoff.audit", get("handoff.audit"), ACCESS_REFUSED)
-        expect(court, "us-district-tx-w reads agency.bop", get("agency.bop"), ACCESS_REFUSED)
 
         print("  -- operator (impersonator, monitoring)")
         expect(op, "operator publishes bop.release.scheduled as user-id bop (impersonator)",
@@ -409,14 +592,13 @@ def amqp_checks(url, api_url, vhost, prefix, password):
         expect(op, "operator publishes to handoff.decisions", publish("handoff.decisions", "offer.ice"), ACCESS_REFUSED)
         expect(op, "operator declares a queue", declare_queue("operator.scratch"), ACCESS_REFUSED)
         expect(op, "operator reads handoff.inbound", get("handoff.inbound"), ACCESS_REFUSED)
-        expect(op, "operator reads agency.bop", get("agency.bop"), ACCESS_REFUSED)
 
-        print("  -- routing")
+        print("  -- routing: each decision once to each agency queue its BCC names (party keys)")
         time.sleep(0.5)
         got = drain(svc, "handoff.inbound")
-        check(sorted(k for k, _, _ in got) == sorted(published),
+        check(sorted(k for k, _, _, _ in got) == sorted(published),
               f"handoff.inbound received the {len(published)} allowed events, nothing else")
-        check([uid for _, h, uid in got if h.get("x-check") == "impersonated"] == [u["bop"]],
+        check([uid for _, h, uid, _ in got if h.get("x-check") == "impersonated"] == [u["bop"]],
               "the impersonated event arrived with user-id bop")
         # The management API as operator (monitoring tag + read on handoff.audit), as in the
         # README's demo: list the queues, peek at the audit queue without consuming it.
@@ -428,16 +610,35 @@ def amqp_checks(url, api_url, vhost, prefix, password):
         peek = op_api.call("POST", f"/queues/{q(vhost)}/handoff.audit/get",
                            {"count": 5, "ackmode": "ack_requeue_true", "encoding": "auto"})
         check(len(peek) == 5, "operator peeks at 5 decisions of handoff.audit through the management API")
-        audit = sorted(k for k, _, _ in drain(op, "handoff.audit"))
-        check(audit == sorted(DECISION_KEYS), f"handoff.audit (#) received every decision: {audit}")
-        unrouted = [k for k, _, _ in drain(op, "handoff.unrouted")]
-        check(unrouted == ["hold.nowhere"],
-              f"handoff.unrouted received only the decision no agency queue took: {unrouted}")
-        for name, conn in (("bop", bop), ("ice", ice), ("tx-travis-county", tx)):
-            got = sorted(k for k, _, _ in drain(conn, f"agency.{name}"))
-            check(got == sorted(AGENCY_KEYS[name]), f"agency.{name} received {got}")
+        key_of = {mid: key for mid, key, _, _ in decisions}
+        delivered = []  # every decision delivered anywhere, to check BCC is gone from all
+
+        def received(queue, what, msgs, want):
+            delivered.extend(msgs)
+            ids = sorted(mid for _, _, _, mid in msgs)
+            check(ids == sorted(want), f"{queue} {what}: {ids}"
+                  + ("" if ids == sorted(want) else f" (expected {sorted(want)})"))
+            wrong = [(mid, k) for k, _, _, mid in msgs if key_of.get(mid) != k]
+            check(not wrong, f"{queue}: each delivered with its decision's routing key"
+                  + ("" if not wrong else f"; wrong: {wrong}"))
+
+        received("handoff.audit", "(#) received every decision once", drain(op, "handoff.audit"),
+                 [mid for mid, _, _, _ in decisions])
+        for name in names:
+            want = [mid for mid, _, bcc, _ in decisions if any(names_party(name, k) for k in bcc or [])]
+            received(f"agency.{name}", f"({party_key(name)}) received once each decision whose BCC names it",
+                     drain(conns[name], f"agency.{name}"), want)
+        nowhere = [mid for mid, _, bcc, _ in decisions
+                   if not any(names_party(n, k) for n in names for k in bcc or [])]
+        received("handoff.unrouted", "received only the decisions no agency queue took",
+                 drain(op, "handoff.unrouted"), nowhere)
+        check("hold-new-county" in nowhere and "transfer-williamson-to-travis" not in nowhere,
+              "(a decision for a jurisdiction without a queue is unrouted, unless another party's queue took it)")
+        bcc = [mid for _, h, _, mid in delivered if "BCC" in h]
+        check(not bcc, f"no delivered decision carries a BCC header (RabbitMQ removed it from all "
+              f"{len(delivered)} deliveries)" + ("" if not bcc else f"; it is still on {bcc}"))
         dead = drain(op, "handoff.dead-letter")
-        check([(k, h.get("x-handoff-reason")) for k, h, _ in dead] == [("schema", "schema")],
+        check([(k, h.get("x-handoff-reason")) for k, h, _, _ in dead] == [("schema", "schema")],
               "handoff.dead-letter received the dead-lettered message with its reason header")
 
         # The queue's own dead-lettering (x-dead-letter-exchange): a rejected delivery.
@@ -450,8 +651,40 @@ def amqp_checks(url, api_url, vhost, prefix, password):
         expect(svc, "handoff rejects it without requeue", reject, "ok")
         time.sleep(0.5)
         dead = drain(op, "handoff.dead-letter")
-        check([k for k, _, _ in dead] == ["bop.release.scheduled"],
+        check([k for k, _, _, _ in dead] == ["bop.release.scheduled"],
               "the rejected delivery was dead-lettered by handoff.inbound to handoff.dead-letter")
+
+        print("  -- reads: each agency reads (get, consume) its own queue only, and nobody binds")
+        for user in names + NON_AGENCY_READERS:
+            conn = conns[user]
+            for name in names:
+                queue = f"agency.{name}"
+                want = "ok" if user == name else ACCESS_REFUSED
+                expect(conn, f"{user} basic.get {queue}", get(queue), want)
+                expect(conn, f"{user} basic.consume {queue}", consume(queue), want)
+                for key in ["#", party_key(user if user in names else name)]:
+                    expect(conn, f"{user} binds {queue} to agency.decisions {key}",
+                           lambda ch, queue=queue, key=key: ch.queue_bind(queue, "agency.decisions", key),
+                           ACCESS_REFUSED)
+            own = f"agency.{user}" if user in names else "agency.ice"
+            expect(conn, f"{user} binds {own} to handoff.decisions #",
+                   lambda ch: ch.queue_bind(own, "handoff.decisions", "#"), ACCESS_REFUSED)
+            expect(conn, f"{user} unbinds {own} from agency.decisions",
+                   lambda ch: ch.queue_unbind(own, "agency.decisions", party_key(own[len("agency."):])),
+                   ACCESS_REFUSED)
+            expect(conn, f"{user} deletes {own}", lambda ch: ch.queue_delete(own), ACCESS_REFUSED)
+            expect(conn, f"{user} binds exchange agency.decisions to handoff.decisions #",
+                   lambda ch: ch.exchange_bind("agency.decisions", "handoff.decisions", "#"), ACCESS_REFUSED)
+            expect(conn, f"{user} binds exchange handoff.events to amq.topic #",
+                   lambda ch: ch.exchange_bind("handoff.events", "amq.topic", "#"), ACCESS_REFUSED)
+            expect(conn, f"{user} declares a new queue {own}.mine", declare_queue(f"{own}.mine"), ACCESS_REFUSED)
+            expect(conn, f"{user} declares a server-named exclusive queue", declare_queue("", exclusive=True),
+                   ACCESS_REFUSED)
+        left = {(b["source"], b["destination"], b["routing_key"]) for b in Api(api_url).get(f"/bindings/{q(vhost)}")
+                if b["source"]}
+        want = {(b["source"], b["destination"], b["routing_key"]) for b in defs["bindings"]}
+        check(left == want, "the bindings are still exactly the file's after the refused attempts"
+              + ("" if left == want else f"; extra {sorted(left - want)}, missing {sorted(want - left)}"))
     finally:
         for c in conns.values():
             try:
@@ -509,10 +742,12 @@ def main():
     ap.add_argument("--api", default="http://guest:guest@127.0.0.1:15672/api",
                     help="management API URL with an administrator's credentials")
     ap.add_argument("--amqp", default="amqp://127.0.0.1:5672", help="AMQP URL (host and port only)")
+    ap.add_argument("--definitions", type=Path, default=DEFINITIONS,
+                    help="the definitions file to check (default: deploy/rabbitmq/definitions.json)")
     args = ap.parse_args()
 
-    defs = json.loads(DEFINITIONS.read_text())
-    static_checks(defs)
+    defs = json.loads(args.definitions.read_text())
+    static_checks(defs, args.definitions)
 
     api = Api(args.api)
     pid = os.getpid()
@@ -530,7 +765,7 @@ def main():
         api.call("POST", "/definitions", rewrite(defs, vhost, prefix, password))
         check(True, "import accepted")
         broker_checks(api, defs, vhost, prefix)
-        amqp_checks(args.amqp, args.api, vhost, prefix, password)
+        amqp_checks(args.amqp, args.api, defs, vhost, prefix, password)
         fresh_checks(api, args.amqp, defs, fresh, fresh_prefix, password)
     except Exception as e:  # report, then clean up
         check(False, f"{type(e).__name__}: {e}")

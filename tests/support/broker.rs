@@ -228,6 +228,31 @@ impl Broker {
             .unwrap_or_else(|e| panic!("cannot import definitions into {}: {e}", self.vhost));
     }
 
+    /// The management API, `http://user:password@host:port/api`, as the admin user.
+    pub fn management_api(&self) -> String {
+        format!("{}/api", self.base.mgmt)
+    }
+
+    /// Imports the topology of a definitions file (exchanges, queues, bindings, policies;
+    /// not its users) into this vhost, as `deploy/rabbitmq/definitions.json` lays it out.
+    pub fn import_topology(&self, definitions: &Value) {
+        let mut t = json!({});
+        for key in ["exchanges", "queues", "bindings", "policies"] {
+            let items: Vec<Value> = definitions[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| {
+                    let mut x = x.clone();
+                    x.as_object_mut().unwrap().remove("vhost");
+                    x
+                })
+                .collect();
+            t[key] = json!(items);
+        }
+        self.import_definitions(&t);
+    }
+
     /// Closes every AMQP connection of this vhost and returns how many. Management stats
     /// lag: waits (up to 15 s) until at least `expect_at_least` connections are listed.
     pub fn close_connections(&self, expect_at_least: usize) -> usize {
