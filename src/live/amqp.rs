@@ -4,6 +4,7 @@
 //! The topology here is the one shipped in `deploy/rabbitmq/definitions.json`; a test
 //! checks that the two agree.
 
+use handoff_core::authz::Readers;
 use handoff_core::model::EventType;
 use lapin::options::{
     BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
@@ -74,6 +75,45 @@ pub async fn consuming_channel(conn: &Connection, prefetch: u16) -> lapin::Resul
     let ch = conn.create_channel().await?;
     ch.basic_qos(prefetch, BasicQosOptions::default()).await?;
     Ok(ch)
+}
+
+/// Where an agency is told: its queue is this prefix and its name (`agency.bop`,
+/// `agency.ice`, `agency.<jurisdiction_id>`), as deploy/rabbitmq/definitions.json and
+/// deploy/rabbitmq/add-jurisdiction.py make them.
+pub(crate) const AGENCY_QUEUE_PREFIX: &str = "agency.";
+
+/// Keeps of `configured` the agencies whose queue exists, and names the others. A passive
+/// declaration needs no permission; the broker answers one for a missing queue by
+/// closing the channel with 404, so a fresh channel follows each miss.
+pub(crate) async fn existing_readers(
+    conn: &Connection,
+    configured: &Readers,
+) -> lapin::Result<(Readers, Vec<String>)> {
+    let mut ch = conn.create_channel().await?;
+    let mut missing = Vec::new();
+    for name in configured.names() {
+        let queue = format!("{AGENCY_QUEUE_PREFIX}{name}");
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        match ch
+            .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 404) =>
+            {
+                missing.push(name.to_owned());
+                ch = conn.create_channel().await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let _ = ch.close(200, "checked".into()).await;
+    let mut found = configured.clone();
+    found.retain(|n| !missing.iter().any(|m| m == n));
+    Ok((found, missing))
 }
 
 fn durable() -> ExchangeDeclareOptions {
@@ -199,6 +239,26 @@ pub(crate) fn decision_properties(
         .with_type(decision_type.into())
         .with_app_id("handoff".into())
         .with_headers(headers)
+}
+
+/// The header of a decision parked for its parties that have no queue: their keys.
+pub(crate) const UNREACHED_HEADER: &str = "x-handoff-unreached";
+
+/// Properties of a decision's copy parked in the unrouted exchange for the parties that
+/// have no queue: a decision's own, with those parties' keys in [`UNREACHED_HEADER`]
+/// instead of the `BCC` (so that the operator who reads it knows whom to tell).
+pub(crate) fn unreached_properties(
+    id: &str,
+    decision_type: &str,
+    unreached: &[&str],
+) -> BasicProperties {
+    let keys: Vec<AMQPValue> = unreached
+        .iter()
+        .map(|k| AMQPValue::LongString(LongString::from(*k)))
+        .collect();
+    let mut headers = FieldTable::default();
+    headers.insert(UNREACHED_HEADER.into(), AMQPValue::FieldArray(keys.into()));
+    decision_properties(id, decision_type, &[]).with_headers(headers)
 }
 
 /// Properties of a dead-lettered message: the original headers and identifying

@@ -16,6 +16,7 @@
 //! | `handoff_decisions_out_total{type}` | counter | decisions published and confirmed, by type |
 //! | `handoff_dead_letters_total{reason}` | counter | deliveries dead-lettered, by reason |
 //! | `handoff_decisions_unroutable_total` | counter | decisions the broker returned as unroutable |
+//! | `handoff_decisions_unreached_total` | counter | decisions with a party that has no queue, parked for it in the unrouted queue |
 //! | `handoff_amqp_reconnects_total` | counter | reconnections to RabbitMQ |
 //! | `handoff_journal_fsync_seconds` | histogram | duration of each journal fsync |
 //! | `handoff_consume_to_confirm_seconds` | histogram | delivery received to its decisions confirmed |
@@ -61,6 +62,7 @@ pub struct Metrics {
     decisions_out: Family<TypeLabel, Counter>,
     dead_letters: Family<ReasonLabel, Counter>,
     unroutable: Counter,
+    unreached: Counter,
     reconnects: Counter,
     fsync: Histogram,
     confirm_latency: Histogram,
@@ -78,6 +80,7 @@ impl Metrics {
         let decisions_out = Family::<TypeLabel, Counter>::default();
         let dead_letters = Family::<ReasonLabel, Counter>::default();
         let unroutable = Counter::default();
+        let unreached = Counter::default();
         let reconnects = Counter::default();
         // Doubling from 50 µs, 15 buckets: the last bound is 0.82 s, and slower fsyncs land
         // in +Inf.
@@ -115,6 +118,11 @@ impl Metrics {
             "handoff_decisions_unroutable",
             "Decisions the broker returned as unroutable",
             unroutable.clone(),
+        );
+        registry.register(
+            "handoff_decisions_unreached",
+            "Decisions with a party that has no queue, parked for it in the unrouted queue",
+            unreached.clone(),
         );
         registry.register(
             "handoff_amqp_reconnects",
@@ -156,6 +164,7 @@ impl Metrics {
             decisions_out,
             dead_letters,
             unroutable,
+            unreached,
             reconnects,
             fsync,
             confirm_latency,
@@ -218,6 +227,11 @@ impl Metrics {
     /// Counts a decision the broker returned as unroutable.
     pub(crate) fn unroutable(&self) {
         self.unroutable.inc();
+    }
+
+    /// Counts a decision one of whose parties has no queue (and some other has).
+    pub(crate) fn unreached(&self) {
+        self.unreached.inc();
     }
 
     /// Counts a reconnection to RabbitMQ.
@@ -303,6 +317,7 @@ mod tests {
             "handoff_decisions_out",
             "handoff_dead_letters",
             "handoff_decisions_unroutable",
+            "handoff_decisions_unreached",
             "handoff_amqp_reconnects",
             "handoff_journal_fsync_seconds",
             "handoff_consume_to_confirm_seconds",
@@ -333,6 +348,8 @@ mod tests {
         m.dead_letter("schema");
         m.dead_letter("schema");
         m.unroutable();
+        m.unreached();
+        m.unreached();
         m.reconnect();
         let text = m.encode();
         let cases = [
@@ -348,6 +365,7 @@ mod tests {
             (r#"handoff_decisions_out_total{type="handoff.hold"}"#, 1.0),
             (r#"handoff_dead_letters_total{reason="schema"}"#, 2.0),
             ("handoff_decisions_unroutable_total", 1.0),
+            ("handoff_decisions_unreached_total", 2.0),
             ("handoff_amqp_reconnects_total", 1.0),
         ];
         for (series, want) in cases {

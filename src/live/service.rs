@@ -30,6 +30,7 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
+use handoff_core::authz::Readers;
 use handoff_core::model::{DecisionType, EventType};
 
 use crate::edge::reason::DeadLetterReason;
@@ -39,7 +40,7 @@ use crate::live::config::{Config, ConfigError, LogFormat};
 use crate::live::http::{self, Health};
 use crate::live::metrics::Metrics;
 use crate::live::pipeline::{
-    self, Batch, DeadLetter, Inbound, Marks, Origin, Pipeline, Recovering,
+    self, Batch, DeadLetter, Inbound, Marks, Origin, Outgoing, Pipeline, Recovering,
 };
 
 /// Why the service stopped or a session with RabbitMQ ended.
@@ -122,6 +123,10 @@ pub struct Core {
     refusal_mark: OutboxMark,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    /// The parties that may have a queue of their own: the publishers but courts.
+    configured: Readers,
+    /// Those whose queue exists, as found at the last connection.
+    readers: Arc<Readers>,
 }
 
 impl Core {
@@ -140,6 +145,7 @@ impl Core {
             writer: config.journal.writer_id(),
         };
         let writer = settings.writer.clone();
+        let configured = Readers::of(settings.agencies.values());
         let path = config.journal.path.clone();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| JournalError::Io {
@@ -207,6 +213,8 @@ impl Core {
             refusal_mark,
             metrics,
             health,
+            readers: Arc::new(configured.clone()),
+            configured,
         })
     }
 
@@ -432,6 +440,16 @@ async fn session_on(
         amqp::declare_topology(&ch, &c).await?;
         let _ = ch.close(200, "declared".into()).await;
     }
+    let (readers, missing) = amqp::existing_readers(conn, &core.configured).await?;
+    for name in &missing {
+        warn!(
+            agency = %name,
+            queue = %format!("{}{name}", amqp::AGENCY_QUEUE_PREFIX),
+            parked_in = %c.unrouted_exchange,
+            "a publisher has no queue to be told in: decisions it is a party to are parked for it"
+        );
+    }
+    core.readers = Arc::new(readers);
     let publish = amqp::confirmed_channel(conn).await?;
     // Unroutable decisions are parked on a channel of their own, so that their confirms
     // never interleave with the pipelined ones of the main channel.
@@ -444,14 +462,18 @@ async fn session_on(
     // Everything before the outbox is confirmed already.
     let (confirmed_tx, mut confirmed_rx) = watch::channel(core.pipeline.confirmed());
     let (tx, rx) = mpsc::channel::<Publishing>(2);
-    let publisher = tokio::spawn(publisher(
-        publish.clone(),
+    let channels = Channels {
+        publish: publish.clone(),
         park,
-        consume.clone(),
+        consume: consume.clone(),
+    };
+    let publisher = tokio::spawn(publisher(
+        channels,
         c.clone(),
         rx,
         confirmed_tx,
         core.metrics.clone(),
+        core.readers.clone(),
     ));
     let mut publisher = std::pin::pin!(publisher);
     // Confirms pending on a connection the broker closed may never resolve, so the
@@ -664,6 +686,15 @@ fn process(
     }))
 }
 
+/// A session's channels: decisions and dead letters are published on one, returned
+/// decisions parked on another (so that its confirms never interleave with the pipelined
+/// ones), and deliveries consumed and acknowledged on the third.
+struct Channels {
+    publish: Channel,
+    park: Channel,
+    consume: Channel,
+}
+
 /// How many batches may be published and awaiting their confirms at once.
 const BATCHES_IN_FLIGHT: usize = 4;
 
@@ -680,13 +711,16 @@ type Published = (Publishing, Vec<(Option<usize>, lapin::PublisherConfirm)>);
 /// does the publisher, at once and with the settler's error, so that the session ends and
 /// the service reconnects or stops instead of waiting for a batch that cannot settle.
 async fn publisher(
-    publish: Channel,
-    park: Channel,
-    consume: Channel,
+    Channels {
+        publish,
+        park,
+        consume,
+    }: Channels,
     c: crate::live::config::Amqp,
     mut rx: mpsc::Receiver<Publishing>,
     confirmed: watch::Sender<Marks>,
     metrics: Arc<Metrics>,
+    readers: Arc<Readers>,
 ) -> Result<(), ServeError> {
     let (tx, settling) = mpsc::channel::<Published>(BATCHES_IN_FLIGHT);
     let mut settler = AbortOnDrop(tokio::spawn(settle(
@@ -696,6 +730,7 @@ async fn publisher(
         settling,
         confirmed,
         metrics,
+        readers.clone(),
     )));
     let mandatory = BasicPublishOptions {
         mandatory: true,
@@ -724,6 +759,28 @@ async fn publisher(
                 )
                 .await?;
             pending.push((Some(i), confirm));
+            // A party with no queue (ICD section 4) would miss it while the others are
+            // told, and RabbitMQ parks a decision only when no party at all has a queue:
+            // so a copy goes to the unrouted exchange, naming who was not reached.
+            if let Some(unreached) = partly_unreached(&readers, o) {
+                warn!(
+                    decision = %o.id,
+                    routing_key = %o.routing_key,
+                    unreached = %unreached.join(","),
+                    parked_in = %c.unrouted_exchange,
+                    "a party of this decision has no queue (not among the publishers)"
+                );
+                let confirm = publish
+                    .basic_publish(
+                        c.unrouted_exchange.as_str().into(),
+                        o.routing_key.as_str().into(),
+                        mandatory,
+                        &o.body,
+                        amqp::unreached_properties(&o.id, o.decision_type, &unreached),
+                    )
+                    .await?;
+                pending.push((Some(i), confirm));
+            }
         }
         for dl in &batch.dead_letters {
             let confirm = publish
@@ -751,6 +808,14 @@ async fn publisher(
         Ok(r) => r,
         Err(_) => Err(ServeError::ConsumerClosed),
     }
+}
+
+/// The parties of a decision that no queue takes, when some other party is told: a
+/// decision none of whose parties has a queue is parked by RabbitMQ itself (alternate
+/// exchange, or returned and parked by [`park_returned`]).
+fn partly_unreached<'o>(readers: &Readers, o: &'o Outgoing) -> Option<Vec<&'o str>> {
+    let unreached = readers.unreached(&o.parties);
+    (!unreached.is_empty() && unreached.len() < o.parties.len()).then_some(unreached)
 }
 
 /// A dead letter's properties: the delivery's own, with the reason headers, or for a
@@ -786,6 +851,7 @@ async fn settle(
     mut rx: mpsc::Receiver<Published>,
     confirmed: watch::Sender<Marks>,
     metrics: Arc<Metrics>,
+    readers: Arc<Readers>,
 ) -> Result<(), ServeError> {
     while let Some((p, pending)) = rx.recv().await {
         let batch = &p.batch;
@@ -823,6 +889,9 @@ async fn settle(
         }
         for o in &batch.decisions {
             metrics.decision_out(o.decision_type);
+            if partly_unreached(&readers, o).is_some() {
+                metrics.unreached();
+            }
         }
         confirmed.send_if_modified(|m| {
             let moved = *m != batch.upto;

@@ -442,6 +442,18 @@ impl Watch {
                             .iter()
                             .map(|(k, v)| match v {
                                 AMQPValue::LongString(s) => (k.to_string(), s.to_string()),
+                                // A list of strings (BCC, x-handoff-unreached): comma-joined.
+                                AMQPValue::FieldArray(a) => (
+                                    k.to_string(),
+                                    a.as_slice()
+                                        .iter()
+                                        .map(|v| match v {
+                                            AMQPValue::LongString(s) => s.to_string(),
+                                            other => format!("{other:?}"),
+                                        })
+                                        .collect::<Vec<_>>()
+                                        .join(","),
+                                ),
                                 other => (k.to_string(), format!("{other:?}")),
                             })
                             .collect()

@@ -184,3 +184,110 @@ pub fn may_send(agency: &Agency, event: &Event) -> Result<(), Unauthorized> {
         (_, None) => Err(wrong()),
     }
 }
+
+/// The parties that have a queue of their own to be told in (ICD section 4): BOP (for all
+/// its facilities), ICE and jurisdictions; a court is never a party. Built from the
+/// configured publishers and kept to those whose queue exists, it says which of a
+/// decision's parties the broker cannot reach: a jurisdiction named by a writ but never
+/// set up, say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Readers {
+    bop: bool,
+    ice: bool,
+    locals: std::collections::BTreeSet<String>,
+}
+
+impl Readers {
+    /// The readers among these agencies.
+    pub fn of<'a>(agencies: impl IntoIterator<Item = &'a Agency>) -> Readers {
+        let mut r = Readers::default();
+        for a in agencies {
+            match a {
+                Agency::Bop => r.bop = true,
+                Agency::Ice => r.ice = true,
+                Agency::Court => {}
+                Agency::Jurisdiction(j) => {
+                    r.locals.insert(j.clone());
+                }
+            }
+        }
+        r
+    }
+
+    /// The agencies' names, as their queues are named (`agency.<name>` in the deployment):
+    /// `bop`, `ice`, and each jurisdiction's id.
+    pub fn names(&self) -> Vec<&str> {
+        let fixed = [(self.bop, "bop"), (self.ice, "ice")];
+        fixed
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .chain(self.locals.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// Keeps only the agencies whose name `keep` accepts (those whose queue exists).
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.bop = self.bop && keep("bop");
+        self.ice = self.ice && keep("ice");
+        self.locals.retain(|j| keep(j));
+    }
+
+    /// Whether the party has a queue to be told in.
+    pub fn reaches(&self, party: &crate::model::Party) -> bool {
+        use crate::model::Party;
+        match party {
+            Party::Bop(_) => self.bop,
+            Party::Ice => self.ice,
+            Party::Local(j) => self.locals.contains(&**j),
+        }
+    }
+
+    /// The keys among `keys` (a decision's parties, ICD section 4) that no queue takes, or
+    /// that are no party key at all.
+    pub fn unreached<'k>(&self, keys: &'k [String]) -> Vec<&'k str> {
+        keys.iter()
+            .filter(|k| !crate::model::Party::from_key(k).is_some_and(|p| self.reaches(&p)))
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod readers_tests {
+    use super::*;
+    use crate::model::Party;
+
+    #[test]
+    fn every_publisher_but_a_court_reads() {
+        let agencies = [
+            Agency::Bop,
+            Agency::Court,
+            Agency::Jurisdiction("tx-travis-county".into()),
+        ];
+        let r = Readers::of(&agencies);
+        assert!(r.reaches(&Party::Bop("fci-bastrop".into())));
+        assert!(r.reaches(&Party::Local("tx-travis-county".into())));
+        assert!(!r.reaches(&Party::Ice));
+        assert!(!r.reaches(&Party::Local("tx-hays-county".into())));
+        let keys: Vec<String> = [
+            "party.bop.fci-bastrop",
+            "party.ice",
+            "party.local.tx-hays-county",
+            "party.local.tx-travis-county",
+            "transfer.ice",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(
+            r.unreached(&keys),
+            ["party.ice", "party.local.tx-hays-county", "transfer.ice"]
+        );
+        assert_eq!(Readers::of(&[]).unreached(&keys).len(), keys.len());
+        assert_eq!(r.names(), ["bop", "tx-travis-county"]);
+        let mut r = r;
+        r.retain(|n| n != "bop");
+        assert_eq!(r.names(), ["tx-travis-county"]);
+        assert!(!r.reaches(&Party::Bop("fci-bastrop".into())));
+    }
+}
