@@ -9,6 +9,10 @@
 //! is closed with 403 ACCESS_REFUSED or 406 PRECONDITION_FAILED), or reaches the service,
 //! which journals it or dead-letters it with a reason. Run with `--nocapture` to see the
 //! matrix as a Markdown table.
+//!
+//! The second matrix is of reads: every user tries to get from, consume from and bind
+//! (with `#`, and with the queue's own party key) every agency queue, each holding one
+//! decision; an agency may take its own decisions only, and nobody may bind.
 
 #[path = "support/broker.rs"]
 mod broker;
@@ -321,36 +325,11 @@ fn message_id(body: &str) -> String {
         .to_owned()
 }
 
-/// The definitions with every `vhost` removed from the topology (the import puts it in
-/// the test's vhost): exchanges, queues, bindings and policies.
-fn topology(defs: &Value) -> Value {
-    let mut t = json!({});
-    for key in ["exchanges", "queues", "bindings", "policies"] {
-        let items: Vec<Value> = defs[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| {
-                let mut x = x.clone();
-                x.as_object_mut().unwrap().remove("vhost");
-                x
-            })
-            .collect();
-        t[key] = json!(items);
-    }
-    t
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_user_may_publish_only_what_the_icd_lets_it() {
-    let defs: Value =
-        serde_json::from_str(include_str!("../deploy/rabbitmq/definitions.json")).unwrap();
-    let broker = Broker::new("matrix");
-    broker.import_definitions(&topology(&defs));
-
-    // The users, under per-test names, with exactly their permissions and topic
-    // permissions of vhost "/".
-    let mut users: Vec<(String, String, String)> = Vec::new(); // (definitions name, name, url)
+/// The users of the definitions, created in `broker`'s vhost under per-test names with
+/// exactly their tags, permissions and topic permissions of vhost "/": (definitions name,
+/// name, AMQP URL), in the definitions' order.
+fn create_users(broker: &Broker, defs: &Value) -> Vec<(String, String, String)> {
+    let mut users = Vec::new();
     for u in defs["users"].as_array().unwrap() {
         let name = u["name"].as_str().unwrap();
         let tags: Vec<&str> = u["tags"]
@@ -393,6 +372,17 @@ async fn every_user_may_publish_only_what_the_icd_lets_it() {
         );
         users.push((name.to_owned(), real, url));
     }
+    users
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_user_may_publish_only_what_the_icd_lets_it() {
+    let defs: Value =
+        serde_json::from_str(include_str!("../deploy/rabbitmq/definitions.json")).unwrap();
+    let broker = Broker::new("matrix");
+    broker.import_topology(&defs);
+
+    let users = create_users(&broker, &defs);
     let real: HashMap<&str, &str> = users
         .iter()
         .map(|(d, r, _)| (d.as_str(), r.as_str()))
@@ -725,4 +715,407 @@ async fn every_user_may_publish_only_what_the_icd_lets_it() {
         }
     }
     drop(serve);
+}
+
+// ---------------------------------------------------------------------------------------
+// The read matrix: who may take decisions out of which agency queue.
+
+/// What became of one read attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// RabbitMQ let it through (a get or a consume that was allowed returned the message
+    /// the test put into the queue).
+    Allowed,
+    /// RabbitMQ closed the channel with this reply code (403 ACCESS_REFUSED expected).
+    Refused(u16),
+}
+
+impl Read {
+    fn text(self) -> String {
+        match self {
+            Read::Allowed => "allowed".to_owned(),
+            Read::Refused(code) => format!("refused {code}"),
+        }
+    }
+}
+
+/// The agency queues, in the order of the expected read matrix: the definitions' queues
+/// named `agency.*`, in the definitions' order.
+const AGENCY_QUEUES: [&str; 3] = ["agency.bop", "agency.ice", "agency.tx-travis-county"];
+
+/// The exchange the agency queues are bound to (by party keys only).
+const AGENCY_EXCHANGE: &str = "agency.decisions";
+
+/// What each user tries on each agency queue: take one message (`basic.get`, with
+/// acknowledgements, so that closing the channel puts it back), consume (then cancel),
+/// bind the queue to `agency.decisions` with `#` (the attack: every decision), and bind it
+/// with the queue's own party key (harmless, but bindings are the operator's).
+const READS: [&str; 4] = [
+    "basic.get",
+    "basic.consume",
+    "queue.bind `#`",
+    "queue.bind own party key",
+];
+const READ_WIDTH: usize = AGENCY_QUEUES.len() * READS.len();
+
+/// The expected read matrix: rows are the definitions' users, columns are `AGENCY_QUEUES`
+/// times `READS` (the queue outer).
+fn expected_reads() -> Vec<(&'static str, [Read; READ_WIDTH])> {
+    use Read::Allowed as A;
+    const R: Read = Read::Refused(403);
+    vec![
+        //           agency.bop     agency.ice     agency.tx-travis-county
+        //           get con # own  get con # own  get con # own
+        //
+        // The service reads only its own queues, and has no read on agency.decisions, so
+        // it may not bind either (queue.bind needs write on the queue, read on the
+        // exchange).
+        ("handoff", [R, R, R, R, R, R, R, R, R, R, R, R]),
+        // Each agency reads its own queue only; its write permission is handoff.events
+        // alone, so it binds nothing.
+        ("bop", [A, A, R, R, R, R, R, R, R, R, R, R]),
+        ("ice", [R, R, R, R, A, A, R, R, R, R, R, R]),
+        ("tx-travis-county", [R, R, R, R, R, R, R, R, A, A, R, R]),
+        // A court reads nothing.
+        ("us-district-tx-w", [R, R, R, R, R, R, R, R, R, R, R, R]),
+        // The operator reads the audit, the dead letters and the unrouted, no agency's.
+        ("operator", [R, R, R, R, R, R, R, R, R, R, R, R]),
+    ]
+}
+
+/// The reply code of a refusal; anything but a protocol error fails the test.
+fn refusal(what: &str, e: &lapin::Error) -> u16 {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => amqp.get_id(),
+        other => panic!("{what}: not a refusal: {other:?}"),
+    }
+}
+
+/// The `message_id` of a delivery, or "" when it has none.
+fn delivered_id(d: &lapin::message::Delivery) -> String {
+    d.properties
+        .message_id()
+        .as_ref()
+        .map_or_else(String::new, |m| m.as_str().to_owned())
+}
+
+/// One read attempt (`READS[attempt]`) on `queue`, on a channel of its own that is closed
+/// afterwards (which puts back a message taken with acknowledgements). An allowed get or
+/// consume must return the message `message_id` the test put into the queue. Returns the
+/// outcome and whether the attempt left a binding with `#` behind (for the admin to undo).
+async fn try_read(
+    conn: &Connection,
+    who: &str,
+    queue: &str,
+    attempt: usize,
+    party_key: &str,
+    message_id: &str,
+) -> (Read, bool) {
+    use futures_lite::StreamExt;
+    use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicGetOptions};
+    let what = format!("{who}: {} on {queue}", READS[attempt]);
+    let ch = conn
+        .create_channel()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: no channel: {e}"));
+    let bind = |key: &str| {
+        ch.queue_bind(
+            queue.into(),
+            AGENCY_EXCHANGE.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+    };
+    let outcome = match attempt {
+        0 => match ch
+            .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+            .await
+        {
+            Ok(Some(m)) => {
+                let got = delivered_id(&m);
+                assert_eq!(got, message_id, "{what}: another message");
+                Ok(())
+            }
+            Ok(None) => panic!("{what}: allowed, but the queue was empty"),
+            Err(e) => Err(refusal(&what, &e)),
+        },
+        1 => match ch
+            .basic_consume(
+                queue.into(),
+                "matrix-read".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+        {
+            Ok(mut consumer) => {
+                let next =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), consumer.next());
+                let d = match next.await {
+                    Ok(Some(Ok(d))) => d,
+                    Ok(other) => panic!("{what}: allowed, but no delivery: {other:?}"),
+                    Err(_) => panic!("{what}: allowed, but nothing delivered within 10 s"),
+                };
+                assert_eq!(delivered_id(&d), message_id, "{what}: another message");
+                ch.basic_cancel("matrix-read".into(), BasicCancelOptions::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: cannot cancel: {e}"));
+                Ok(())
+            }
+            Err(e) => Err(refusal(&what, &e)),
+        },
+        2 => bind("#").await.map_err(|e| refusal(&what, &e)),
+        3 => bind(party_key).await.map_err(|e| refusal(&what, &e)),
+        _ => unreachable!("{attempt}"),
+    };
+    if ch.status().connected() {
+        ch.close(200, "OK".into())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: cannot close the channel: {e}"));
+    }
+    match outcome {
+        Ok(()) => (Read::Allowed, attempt == 2),
+        Err(code) => (Read::Refused(code), false),
+    }
+}
+
+/// Messages ready in `queue`, as the broker admin sees them (a passive declare): waits up
+/// to 10 s for `want`, and returns what it saw last.
+async fn ready(conn: &Connection, queue: &str, want: u32) -> u32 {
+    use lapin::options::QueueDeclareOptions;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ch = conn.create_channel().await.unwrap();
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let n = ch
+            .queue_declare(queue.into(), passive, FieldTable::default())
+            .await
+            .unwrap_or_else(|e| panic!("{queue}: {e}"))
+            .message_count();
+        ch.close(200, "OK".into()).await.unwrap();
+        if n == want || std::time::Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_user_may_read_only_its_own_queue() {
+    use lapin::types::{AMQPValue, LongString};
+    let defs: Value =
+        serde_json::from_str(include_str!("../deploy/rabbitmq/definitions.json")).unwrap();
+    let broker = Broker::new("matrix-reads");
+    broker.import_topology(&defs);
+    let users = create_users(&broker, &defs);
+
+    // The agency queues, and the one key each is bound to agency.decisions with.
+    let queues: Vec<&str> = defs["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .filter(|q| q.starts_with("agency."))
+        .collect();
+    assert_eq!(
+        queues, AGENCY_QUEUES,
+        "the agency queues of definitions.json are not the columns of the expected matrix"
+    );
+    let binding_key = |queue: &str| -> String {
+        let keys: Vec<&str> = defs["bindings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["source"] == AGENCY_EXCHANGE && b["destination"] == queue)
+            .map(|b| b["routing_key"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            keys.len(),
+            1,
+            "bindings of {queue} to {AGENCY_EXCHANGE}: {keys:?}"
+        );
+        keys[0].to_owned()
+    };
+    let rows: Vec<&str> = users.iter().map(|(d, _, _)| d.as_str()).collect();
+    let expected = expected_reads();
+    assert_eq!(
+        rows,
+        expected.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+        "the users of definitions.json are not the rows of the expected read matrix"
+    );
+
+    // One decision per agency queue, published as the broker admin to handoff.decisions
+    // the way the service publishes them: a routing key no party binding matches, and a
+    // BCC header naming one party's key (a BOP facility's for the pattern party.bop.*).
+    let admin = Connection::connect(&broker.url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let seed = confirming(&admin).await;
+    let message_id = |queue: &str| format!("matrix-read-{queue}");
+    for queue in AGENCY_QUEUES {
+        let pattern = binding_key(queue);
+        assert!(!pattern.contains('#'), "{queue} is bound with {pattern}");
+        let key = pattern.replace('*', "fci-matrix");
+        assert!(
+            handoff_core::model::Party::from_key(&key).is_some(),
+            "{key} is no party key"
+        );
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "BCC".into(),
+            AMQPValue::FieldArray(
+                vec![AMQPValue::LongString(LongString::from(key.as_str()))].into(),
+            ),
+        );
+        let props = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_message_id(message_id(queue).into())
+            .with_headers(headers);
+        let confirm = seed
+            .basic_publish(
+                "handoff.decisions".into(),
+                "matrix.read".into(),
+                BasicPublishOptions::default(),
+                format!("{{\"to\":\"{key}\"}}").as_bytes(),
+                props,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(confirm, Confirmation::Ack(None), "the decision for {queue}");
+    }
+    for queue in AGENCY_QUEUES {
+        assert_eq!(
+            ready(&admin, queue, 1).await,
+            1,
+            "{queue} holds its decision"
+        );
+    }
+
+    // The control: the broker admin may do every attempt, so a refusal below is the
+    // user's permissions and nothing else (a bind with `#` it made is undone).
+    let undo = |queue: &str| {
+        let admin = &admin;
+        let queue = queue.to_owned();
+        async move {
+            let ch = admin.create_channel().await.unwrap();
+            ch.queue_unbind(
+                queue.as_str().into(),
+                AGENCY_EXCHANGE.into(),
+                "#".into(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("cannot unbind {queue} from {AGENCY_EXCHANGE} #: {e}"));
+            ch.close(200, "OK".into()).await.unwrap();
+        }
+    };
+    for queue in AGENCY_QUEUES {
+        let key = binding_key(queue);
+        for (attempt, what) in READS.iter().enumerate() {
+            let (read, bound) =
+                try_read(&admin, "admin", queue, attempt, &key, &message_id(queue)).await;
+            assert_eq!(read, Read::Allowed, "the admin: {what} on {queue}");
+            if bound {
+                undo(queue).await;
+            }
+        }
+    }
+
+    // Every user tries every attempt on every agency queue.
+    let mut observed: BTreeMap<(usize, usize), Read> = BTreeMap::new();
+    for (r, (row, _, url)) in users.iter().enumerate() {
+        let conn = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect as {row}: {e}"));
+        for (q, queue) in AGENCY_QUEUES.iter().enumerate() {
+            let key = binding_key(queue);
+            for (attempt, what) in READS.iter().enumerate() {
+                let (read, bound) =
+                    try_read(&conn, row, queue, attempt, &key, &message_id(queue)).await;
+                if let Read::Refused(code) = read {
+                    assert!(
+                        conn.status().connected(),
+                        "{row}: {what} on {queue} (refused {code}) closed the connection"
+                    );
+                }
+                if bound {
+                    undo(queue).await;
+                }
+                observed.insert((r, q * READS.len() + attempt), read);
+            }
+        }
+    }
+    // Nothing was taken for good: each queue still holds its one decision.
+    for queue in AGENCY_QUEUES {
+        assert_eq!(
+            ready(&admin, queue, 1).await,
+            1,
+            "{queue} after the attempts"
+        );
+    }
+
+    // The matrix, as a Markdown table: one line per queue and attempt, one column per user.
+    let mut table = String::from("| agency queue: attempt |");
+    for row in &rows {
+        table.push_str(&format!(" `{row}` |"));
+    }
+    table.push_str("\n|---|");
+    table.push_str(&"---|".repeat(rows.len()));
+    table.push('\n');
+    for c in 0..READ_WIDTH {
+        let (queue, attempt) = (AGENCY_QUEUES[c / READS.len()], c % READS.len());
+        let label = match attempt {
+            3 => format!("`{queue}`: queue.bind `{}`", binding_key(queue)),
+            _ => format!("`{queue}`: {}", READS[attempt]),
+        };
+        table.push_str(&format!("| {label} |"));
+        for r in 0..rows.len() {
+            table.push_str(&format!(" {} |", observed[&(r, c)].text()));
+        }
+        table.push('\n');
+    }
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for cell in observed.values() {
+        *counts.entry(cell.text()).or_default() += 1;
+    }
+    println!("{table}");
+    println!(
+        "{} cells tried ({} users x {} agency queues x {} attempts); {}; \
+         the broker admin (control) was allowed all {}",
+        observed.len(),
+        rows.len(),
+        AGENCY_QUEUES.len(),
+        READS.len(),
+        counts
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        READ_WIDTH
+    );
+
+    // The observed matrix equals the expected one, cell by cell.
+    assert_eq!(observed.len(), rows.len() * READ_WIDTH);
+    let mut wrong = Vec::new();
+    for (r, (row, cells)) in expected.iter().enumerate() {
+        for (c, want) in cells.iter().enumerate() {
+            let got = observed[&(r, c)];
+            if got != *want {
+                let (queue, attempt) = (AGENCY_QUEUES[c / READS.len()], READS[c % READS.len()]);
+                wrong.push(format!(
+                    "{row} / {attempt} on {queue} (column {c}): expected {}, got {}",
+                    want.text(),
+                    got.text()
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}\n{table}", wrong.join("\n"));
 }
