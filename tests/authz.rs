@@ -12,6 +12,21 @@ fn sample(event_type: &str) -> Event {
         .unwrap_or_else(|| panic!("no {event_type} in the sample"))
 }
 
+/// An event of one of ICD version 2's ICE review types (`ice.removal.status`,
+/// `ice.release.factor`), which the sample week does not hold: built from JSON and read
+/// through the envelope, as the service reads it. `None` for the other types.
+fn review_event(event_type: &str) -> Option<Event> {
+    let data = match event_type {
+        "ice.removal.status" => r#"{"person_id":"P-100234","country":"VE","foreseeable":false}"#,
+        "ice.release.factor" => r#"{"person_id":"P-100234","factor":"primary_caretaker"}"#,
+        _ => return None,
+    };
+    let line = format!(
+        r#"{{"specversion":"1.0","id":"ice-review-1","source":"urn:agency:ice:eagle","type":"{event_type}","time":"2017-03-02T09:00:00Z","subject":"P-100234","datacontenttype":"application/json","data":{data}}}"#
+    );
+    Some(parse_event(&line).unwrap_or_else(|e| panic!("{event_type}: {e}")))
+}
+
 /// ICD section 2, row by row: which agencies may send each type (Travis County's own
 /// events; Clark County is another jurisdiction). Sources are checked below.
 #[test]
@@ -31,10 +46,13 @@ fn who_may_publish_each_type() {
         ("hold.expired", &[&travis]),
         ("ice.custody.assumed", &[&Agency::Ice]),
         ("ice.capacity.updated", &[&Agency::Ice]),
+        ("ice.removal.status", &[&Agency::Ice]),
+        ("ice.release.factor", &[&Agency::Ice]),
     ];
     assert_eq!(table.len(), handoff_core::model::EventType::ALL.len());
     for (t, allowed) in table {
-        let event = sample(t);
+        let event = review_event(t).unwrap_or_else(|| sample(t));
+        assert_eq!(event.body.type_name(), *t);
         for agency in [&Agency::Bop, &Agency::Ice, &Agency::Court, &travis, &clark] {
             let ok = may_send(agency, &event).is_ok();
             assert_eq!(ok, allowed.contains(&agency), "{agency} and {t}");

@@ -147,20 +147,32 @@ fn topic_permissions_match_who_may_publish() {
     }
 }
 
-/// Whether an agency may send any event of this type (for some event): ICD section 2.
+/// Whether an agency may send any event of this type (for some event): ICD section 2's
+/// "who may publish" column, one arm per type, so a new type must be given its senders here.
 fn may_send(agency: &handoff_core::authz::Agency, event_type: &str) -> bool {
     use handoff_core::authz::Agency;
+    use handoff_core::model::EventType as T;
+    let t = T::parse(event_type).unwrap_or_else(|| panic!("{event_type} is no event type"));
+    let (ice, bop, court, jurisdiction) = match t {
+        T::PolicyUpdated => (true, false, false, true),
+        T::DetainerIssued
+        | T::DetainerWithdrawn
+        | T::FirstRefusalResponse
+        | T::CustodyAssumed
+        | T::CapacityUpdated
+        | T::RemovalStatus
+        | T::ReleaseFactor => (true, false, false, false),
+        T::BopReleaseScheduled => (false, true, false, false),
+        T::WritIssued => (false, false, true, false),
+        T::ClaimLodged | T::LocalReleaseDue | T::DetainerDeclined | T::HoldExpired => {
+            (false, false, false, true)
+        }
+    };
     match agency {
-        Agency::Bop => event_type == "bop.release.scheduled",
-        Agency::Ice => {
-            event_type.starts_with("ice.") || event_type == "jurisdiction.policy.updated"
-        }
-        Agency::Court => event_type == "court.writ.issued",
-        Agency::Jurisdiction(_) => {
-            event_type.starts_with("local.")
-                || event_type == "hold.expired"
-                || event_type == "jurisdiction.policy.updated"
-        }
+        Agency::Ice => ice,
+        Agency::Bop => bop,
+        Agency::Court => court,
+        Agency::Jurisdiction(_) => jurisdiction,
     }
 }
 

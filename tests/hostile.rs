@@ -96,6 +96,26 @@ fn detainer() -> Value {
     )
 }
 
+/// ICE reports that a person's removal is not foreseeable (R6.2).
+fn removal_status() -> Value {
+    event(
+        "eagle-h3",
+        "ice.removal.status",
+        "urn:agency:ice:eagle",
+        json!({"person_id": "P-1003", "country": "VE", "foreseeable": false}),
+    )
+}
+
+/// ICE reports a humanitarian factor (R6.3).
+fn release_factor() -> Value {
+    event(
+        "eagle-h4",
+        "ice.release.factor",
+        "urn:agency:ice:eagle",
+        json!({"person_id": "P-1003", "factor": "medical"}),
+    )
+}
+
 /// ICE's capacity, with the two counts written verbatim (so that numbers serde_json would
 /// never write, like `1e400`, can be sent).
 fn capacity(funded: &str, occupied: &str) -> Vec<u8> {
@@ -244,6 +264,15 @@ fn hostile_inputs() -> Vec<Case> {
             "schema", &["/data/jurisdiction_id", "(pattern)"]),
         case("64-character jurisdiction_id", bytes(&with(local_release(), "/data/jurisdiction_id", json!(long_jurisdiction))), "local.release.due", travis,
             "schema", &["/data/jurisdiction_id", "(pattern)"]),
+        // A country is an ISO 3166-1 alpha-2 code, nothing longer and nothing around it.
+        case("newline after country", bytes(&with(removal_status(), "/data/country", json!("VE\n"))), "ice.removal.status", ice,
+            "schema", &["/data/country", "VE\\n", "(pattern)"]),
+        case("bidi override in country", bytes(&with(removal_status(), "/data/country", json!("\u{202e}EV"))), "ice.removal.status", ice,
+            "schema", &["/data/country", "\\u{202e}", "(pattern)"]),
+        case("foreseeable as a string", bytes(&with(removal_status(), "/data/foreseeable", json!("false"))), "ice.removal.status", ice,
+            "schema", &["/data/foreseeable", "not of type \"boolean\""]),
+        case("a humanitarian factor the ICD does not name", bytes(&with(release_factor(), "/data/factor", json!("elderly"))), "ice.release.factor", ice,
+            "schema", &["/data/factor", "(enum)"]),
         case("custodian jurisdiction with a dot", bytes(&with(detainer(), "/data/custodian/id", json!("tx.travis"))), "ice.detainer.issued", ice,
             "schema", &["/data/custodian/id", "(pattern)"]),
         case("subject of another person", bytes(&with(release(), "/subject", json!("P-9999"))), "bop.release.scheduled", bop,
@@ -503,6 +532,30 @@ async fn hostile_inputs_are_dead_lettered_live_and_the_service_carries_on() {
             user: Some("j-tx-travis-county"),
             code: "unauthorized",
             detail: vec!["jurisdiction:tx-travis-county may not publish ice.custody.assumed"],
+        },
+        Case {
+            name: "a jurisdiction's user reporting a humanitarian factor",
+            body: bytes(&with(
+                release_factor(),
+                "/source",
+                json!("urn:jurisdiction:tx-travis-county"),
+            )),
+            routing_key: "ice.release.factor",
+            user: Some("j-tx-travis-county"),
+            code: "unauthorized",
+            detail: vec!["jurisdiction:tx-travis-county may not publish ice.release.factor"],
+        },
+        Case {
+            name: "BOP's user reporting a removal status",
+            body: bytes(&with(
+                removal_status(),
+                "/source",
+                json!("urn:agency:bop:sentry"),
+            )),
+            routing_key: "ice.removal.status",
+            user: Some("bop"),
+            code: "unauthorized",
+            detail: vec!["bop may not publish ice.removal.status"],
         },
         Case {
             // Unchecked, this took the id of BOP's next event (sent below), which was then

@@ -71,10 +71,10 @@ enum Voice {
 const OWN: &str = "tx-travis-county";
 const OTHER: &str = "zz-other-county";
 
-/// The columns: the 12 types in the order of ICD section 2, each type a jurisdiction sends
+/// The columns: the 14 types in the order of ICD section 2, each type a jurisdiction sends
 /// twice (for its own jurisdiction and for another); then two more, the forged `user-id`
 /// and the smuggled type (`EXTRA`).
-const COLUMNS: [(&str, Voice); 17] = [
+const COLUMNS: [(&str, Voice); 19] = [
     ("jurisdiction.policy.updated", Voice::Own),
     ("jurisdiction.policy.updated", Voice::Other),
     ("ice.detainer.issued", Voice::None),
@@ -92,6 +92,8 @@ const COLUMNS: [(&str, Voice); 17] = [
     ("hold.expired", Voice::Other),
     ("ice.custody.assumed", Voice::None),
     ("ice.capacity.updated", Voice::None),
+    ("ice.removal.status", Voice::None),
+    ("ice.release.factor", Voice::None),
 ];
 
 /// The two columns after `COLUMNS`. A forged `user-id` is another user's name (ICE's, or
@@ -109,17 +111,18 @@ const BACKDOOR_KEY: &str = "matrix.backdoor";
 
 /// The expected matrix, from ICD section 2 and the definitions: rows are users, columns
 /// are `COLUMNS` and then the forged `user-id`.
+#[rustfmt::skip]
 fn expected() -> Vec<(&'static str, [Cell; WIDTH])> {
     use Cell::{Accepted as A, PreconditionFailed as P, Refused as R};
     const U: Cell = Cell::DeadLettered("unauthorized");
     vec![
-        // pol  pol' det  wdr  clm  clm' bop  rsp  writ due  due' dcl  dcl' exp  exp' cus  cap  forged smuggled
+        // pol  pol' det  wdr  clm  clm' bop  rsp  writ due  due' dcl  dcl' exp  exp' cus  cap  rem  fac  forged smuggled
         //
         // The service's user may not write to handoff.events at all, so RabbitMQ refuses
         // everything, the forged user-id included (write permission is checked first).
         (
             "handoff",
-            [R, R, R, R, R, R, R, R, R, R, R, R, R, R, R, R, R, R, R],
+            [R, R, R, R, R, R, R, R, R, R, R, R, R, R, R, R, R, R, R, R, R],
         ),
         // It may, however, bind its own queue handoff.inbound to an exchange it may read
         // and write (queue.bind needs write on the queue, which declaring the topology
@@ -128,31 +131,31 @@ fn expected() -> Vec<(&'static str, [Cell; WIDTH])> {
         // RabbitMQ refuses another user's name (it has no impersonator tag).
         (
             BACKDOOR,
-            [U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, P, U],
+            [U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, P, U],
         ),
         // BOP sends only bop.release.scheduled.
         (
             "bop",
-            [R, R, R, R, R, R, A, R, R, R, R, R, R, R, R, R, R, P, U],
+            [R, R, R, R, R, R, A, R, R, R, R, R, R, R, R, R, R, R, R, P, U],
         ),
         // ICE sends its own types and any jurisdiction's policy. Its first-refusal answer
         // names an offer the test made first (one per row), so it is accepted; without
         // that offer it would be journaled and dead-lettered as unknown_offer.
         (
             "ice",
-            [A, A, A, A, R, R, R, A, R, R, R, R, R, R, R, A, A, P, U],
+            [A, A, A, A, R, R, R, A, R, R, R, R, R, R, R, A, A, A, A, P, U],
         ),
         // A jurisdiction sends the local types, hold.expired and its policy, for itself
         // only: the topic permission lets the routing key through, and the service
         // dead-letters an event that speaks for another jurisdiction.
         (
             "tx-travis-county",
-            [A, U, R, R, A, U, R, R, R, A, U, A, U, A, U, R, R, P, U],
+            [A, U, R, R, A, U, R, R, R, A, U, A, U, A, U, R, R, R, R, P, U],
         ),
         // A court sends writs only.
         (
             "us-district-tx-w",
-            [R, R, R, R, R, R, R, R, A, R, R, R, R, R, R, R, R, P, U],
+            [R, R, R, R, R, R, R, R, A, R, R, R, R, R, R, R, R, R, R, P, U],
         ),
         // The operator has no topic permission, so RabbitMQ lets every type through, but
         // as itself it is no configured publisher: unauthorized. Its impersonator tag is
@@ -160,7 +163,7 @@ fn expected() -> Vec<(&'static str, [Cell; WIDTH])> {
         // design, for replays (deploy/README.md, "Impersonator").
         (
             "operator",
-            [U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, A, U],
+            [U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, U, A, U],
         ),
     ]
 }
@@ -301,6 +304,8 @@ fn event(
         }),
         "ice.custody.assumed" => json!({"person_id": person, "from": bop}),
         "ice.capacity.updated" => json!({"funded_beds": 100, "occupied_beds": 10}),
+        "ice.removal.status" => json!({"person_id": person, "country": "VE", "foreseeable": false}),
+        "ice.release.factor" => json!({"person_id": person, "factor": "medical"}),
         other => panic!("no event type {other}"),
     };
     let mut e = json!({
@@ -379,6 +384,10 @@ fn create_users(broker: &Broker, defs: &Value) -> Vec<(String, String, String)> 
 async fn every_user_may_publish_only_what_the_icd_lets_it() {
     let defs: Value =
         serde_json::from_str(include_str!("../deploy/rabbitmq/definitions.json")).unwrap();
+    // The columns are the event types, each once (or twice, own and another), in order.
+    let mut types: Vec<&str> = COLUMNS.iter().map(|(t, _)| *t).collect();
+    types.dedup();
+    assert_eq!(types, handoff_core::model::EventType::NAMES);
     let broker = Broker::new("matrix");
     broker.import_topology(&defs);
 

@@ -7,8 +7,8 @@ use handoff::edge::reason::DeadLetterReason;
 use handoff::edge::schemas;
 use handoff::journal::control::ControlType;
 use handoff_core::model::{
-    Answer, Basis, Condition, CriminalStatus, CustodianKind, DecisionType, EventType, Monitoring,
-    Placement, Rule, WritKind,
+    Answer, Basis, Condition, CriminalStatus, CustodianKind, DecisionType, EventType, Factor,
+    Monitoring, Placement, Rule, WritKind,
 };
 use serde_json::Value;
 
@@ -38,7 +38,7 @@ fn names(n: &[&str]) -> Vec<String> {
 fn schema_enumerations_are_the_enums() {
     let defs = schema("defs.json");
     let d = &defs["$defs"];
-    let cases: [(&str, Vec<String>, &[&str]); 7] = [
+    let cases: [(&str, Vec<String>, &[&str]); 8] = [
         (
             "criminal_status",
             strings(&d["criminal_status"]["enum"]),
@@ -65,6 +65,14 @@ fn schema_enumerations_are_the_enums() {
                     ["enum"],
             ),
             &WritKind::NAMES,
+        ),
+        (
+            "humanitarian factor",
+            strings(
+                &schema("events/ice.release.factor.json")["properties"]["data"]["properties"]["factor"]
+                    ["enum"],
+            ),
+            &Factor::NAMES,
         ),
         (
             "placement",

@@ -13,7 +13,7 @@ How to run (needs the management plugin and the `pika` AMQP client):
 
 What it does:
 1. Reads the file and checks it statically: the topology `handoff serve` declares (exchanges,
-   queues, arguments, the 12 event-type bindings); party routing (ICD section 4): every
+   queues, arguments, the 14 event-type bindings); party routing (ICD section 4): every
    binding to an `agency.<name>` queue comes from `agency.decisions` with a party key, each
    agency queue is bound exactly to its own (`party.bop.*`, `party.ice`,
    `party.local.<jurisdiction_id>`), the decision exchanges bind nothing else (only
@@ -91,6 +91,8 @@ EVENT_TYPES = [
     "hold.expired",
     "ice.custody.assumed",
     "ice.capacity.updated",
+    "ice.removal.status",
+    "ice.release.factor",
 ]
 
 # What `handoff serve` declares (src/config.rs defaults, queue_type = quorum).
@@ -274,10 +276,11 @@ def static_checks(defs, path):
               f"queue {x['name']} is a durable quorum queue")
     bs = {(b["source"], b["destination"], b["routing_key"]) for b in defs["bindings"]}
     missing = SERVICE_BINDINGS - bs
-    check(not missing, f"the service's {len(SERVICE_BINDINGS)} bindings (12 event types, "
+    check(not missing, f"the service's {len(SERVICE_BINDINGS)} bindings ({len(EVENT_TYPES)} event types, "
           f"dead-letter #, unrouted fanout)" + (f"; missing {sorted(missing)}" if missing else ""))
     inbound = {k for (s, d, k) in bs if d == "handoff.inbound"}
-    check(inbound == set(EVENT_TYPES), "handoff.inbound is bound to exactly the 12 event types")
+    check(inbound == set(EVENT_TYPES),
+          f"handoff.inbound is bound to exactly the {len(EVENT_TYPES)} event types")
     party_routing_checks(defs)
     demo = []
     for u in defs["users"]:
@@ -556,15 +559,19 @@ def amqp_checks(url, api_url, defs, vhost, prefix, password):
         print("  -- agencies: write on handoff.events, only their own routing keys")
         cases = [
             (bop, "bop", ["bop.release.scheduled"],
-             ["ice.detainer.issued", "jurisdiction.policy.updated", "court.writ.issued"]),
+             ["ice.detainer.issued", "jurisdiction.policy.updated", "court.writ.issued",
+              "ice.removal.status", "ice.release.factor"]),
             (ice, "ice", ["ice.detainer.issued", "ice.detainer.withdrawn", "ice.first_refusal.response",
-                          "ice.custody.assumed", "ice.capacity.updated", "jurisdiction.policy.updated"],
+                          "ice.custody.assumed", "ice.capacity.updated", "ice.removal.status",
+                          "ice.release.factor", "jurisdiction.policy.updated"],
              ["bop.release.scheduled", "local.claim.lodged", "hold.expired", "court.writ.issued"]),
             (tx, "tx-travis-county", ["local.claim.lodged", "local.release.due", "local.detainer.declined",
                                       "hold.expired", "jurisdiction.policy.updated"],
-             ["ice.custody.assumed", "bop.release.scheduled", "court.writ.issued"]),
+             ["ice.custody.assumed", "bop.release.scheduled", "court.writ.issued",
+              "ice.removal.status", "ice.release.factor"]),
             (court, "us-district-tx-w", ["court.writ.issued"],
-             ["local.release.due", "ice.detainer.issued", "jurisdiction.policy.updated"]),
+             ["local.release.due", "ice.detainer.issued", "jurisdiction.policy.updated",
+              "ice.removal.status", "ice.release.factor"]),
         ]
         published = []
         for conn, name, allowed, refused in cases:

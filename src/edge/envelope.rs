@@ -10,7 +10,8 @@ use crate::edge::reason::DeadLetterReason;
 use crate::edge::schemas::{self, SchemaError};
 use crate::journal::control::{Control, ControlType, Entry, Opened};
 use handoff_core::model::{
-    Answer, CriminalStatus, Custodian, CustodianKind, Event, EventBody, EventType, Time, WritKind,
+    Answer, CriminalStatus, Custodian, CustodianKind, Event, EventBody, EventType, Factor, Time,
+    WritKind,
 };
 
 /// Why a message is not a valid event. The `code` of each variant is what the service
@@ -276,6 +277,15 @@ fn body(ty: EventType, d: &Value) -> Result<EventBody, Invalid> {
             funded_beds: count(d, "funded_beds")?,
             occupied_beds: count(d, "occupied_beds")?,
         },
+        EventType::RemovalStatus => EventBody::RemovalStatus {
+            person_id: text(d, "person_id")?,
+            country: text(d, "country")?,
+            foreseeable: boolean(d, "foreseeable")?,
+        },
+        EventType::ReleaseFactor => EventBody::ReleaseFactor {
+            person_id: text(d, "person_id")?,
+            factor: one_of(d, "factor", Factor::parse)?,
+        },
     })
 }
 
@@ -434,14 +444,54 @@ mod tests {
         }
     }
 
+    /// ICE's review events (ICD version 2) are read field by field, and, being person
+    /// events, refused when their subject is another person.
+    #[test]
+    fn the_ice_review_events_are_read() {
+        let line = |ty: &str, subject: &str, data: &str| {
+            format!(
+                r#"{{"specversion":"1.0","id":"ice-r-1","source":"urn:agency:ice:eagle","type":"{ty}","time":"2017-03-02T09:00:00Z","subject":"{subject}","data":{data}}}"#
+            )
+        };
+        let status = r#"{"person_id":"P-100234","country":"VE","foreseeable":false}"#;
+        let factor = r#"{"person_id":"P-100234","factor":"primary_caretaker"}"#;
+        assert_eq!(
+            parse_event(&line("ice.removal.status", "P-100234", status))
+                .unwrap()
+                .body,
+            EventBody::RemovalStatus {
+                person_id: "P-100234".into(),
+                country: "VE".into(),
+                foreseeable: false,
+            }
+        );
+        assert_eq!(
+            parse_event(&line("ice.release.factor", "P-100234", factor))
+                .unwrap()
+                .body,
+            EventBody::ReleaseFactor {
+                person_id: "P-100234".into(),
+                factor: Factor::PrimaryCaretaker,
+            }
+        );
+        for (ty, data) in [
+            ("ice.removal.status", status),
+            ("ice.release.factor", factor),
+        ] {
+            let err = parse_event(&line(ty, "P-999999", data)).unwrap_err();
+            assert_eq!(err, Invalid::SubjectMismatch, "{ty}");
+        }
+    }
+
     /// A value the schema let through but the decoder does not know is a `bad_field`
     /// rejection that says so, never silently another value (`"acept"` is not a decline).
     #[test]
     fn an_unknown_enum_value_is_a_reported_rejection() {
-        let d = serde_json::json!({"decision": "acept", "kind": "habeas", "custodian": {"kind": "state", "id": "x"}});
+        let d = serde_json::json!({"decision": "acept", "kind": "habeas", "factor": "elderly", "custodian": {"kind": "state", "id": "x"}});
         for e in [
             one_of(&d, "decision", Answer::parse).map(|_| ()),
             one_of(&d, "kind", WritKind::parse).map(|_| ()),
+            one_of(&d, "factor", Factor::parse).map(|_| ()),
             custodian(&d, "custodian").map(|_| ()),
         ] {
             match e {

@@ -52,6 +52,8 @@ fn event_file(t: EventType) -> (&'static str, &'static str) {
         EventType::HoldExpired => schema_file!("events/hold.expired.json"),
         EventType::CustodyAssumed => schema_file!("events/ice.custody.assumed.json"),
         EventType::CapacityUpdated => schema_file!("events/ice.capacity.updated.json"),
+        EventType::RemovalStatus => schema_file!("events/ice.removal.status.json"),
+        EventType::ReleaseFactor => schema_file!("events/ice.release.factor.json"),
     }
 }
 

@@ -123,7 +123,16 @@ pub fn voice(event: &Event) -> Option<&str> {
         | EventBody::HoldExpired {
             jurisdiction_id, ..
         } => Some(jurisdiction_id),
-        _ => None,
+        // Listed one by one, so a new event type must be placed on one side or the other.
+        EventBody::DetainerIssued { .. }
+        | EventBody::DetainerWithdrawn { .. }
+        | EventBody::BopReleaseScheduled { .. }
+        | EventBody::FirstRefusalResponse { .. }
+        | EventBody::WritIssued { .. }
+        | EventBody::CustodyAssumed { .. }
+        | EventBody::CapacityUpdated { .. }
+        | EventBody::RemovalStatus { .. }
+        | EventBody::ReleaseFactor { .. } => None,
     }
 }
 
@@ -135,13 +144,33 @@ pub fn usual_sender(event: &Event) -> Agency {
     {
         return Agency::Ice;
     }
-    if let Some(j) = voice(event) {
-        return Agency::Jurisdiction(j.to_string());
-    }
     match &event.body {
         EventBody::BopReleaseScheduled { .. } => Agency::Bop,
         EventBody::WritIssued { .. } => Agency::Court,
-        _ => Agency::Ice,
+        EventBody::DetainerIssued { .. }
+        | EventBody::DetainerWithdrawn { .. }
+        | EventBody::FirstRefusalResponse { .. }
+        | EventBody::CustodyAssumed { .. }
+        | EventBody::CapacityUpdated { .. }
+        | EventBody::RemovalStatus { .. }
+        | EventBody::ReleaseFactor { .. } => Agency::Ice,
+        // The types a jurisdiction speaks in (`voice`); a policy from outside ICE's
+        // namespace is the jurisdiction's own.
+        EventBody::PolicyUpdated {
+            jurisdiction_id, ..
+        }
+        | EventBody::ClaimLodged {
+            jurisdiction_id, ..
+        }
+        | EventBody::LocalReleaseDue {
+            jurisdiction_id, ..
+        }
+        | EventBody::DetainerDeclined {
+            jurisdiction_id, ..
+        }
+        | EventBody::HoldExpired {
+            jurisdiction_id, ..
+        } => Agency::Jurisdiction(jurisdiction_id.clone()),
     }
 }
 

@@ -97,6 +97,14 @@ named_enum! {
 }
 
 named_enum! {
+    /// A humanitarian factor ICE has verified (`ice.release.factor`'s `factor`, R6.3).
+    pub enum Factor {
+        Medical = "medical",
+        PrimaryCaretaker = "primary_caretaker",
+    }
+}
+
+named_enum! {
     /// ICE's answer to a first-refusal offer (its `decision` field).
     pub enum Answer {
         Accept = "accept",
@@ -205,6 +213,15 @@ pub enum EventBody {
         funded_beds: u64,
         occupied_beds: u64,
     },
+    RemovalStatus {
+        person_id: String,
+        country: String,
+        foreseeable: bool,
+    },
+    ReleaseFactor {
+        person_id: String,
+        factor: Factor,
+    },
 }
 
 named_enum! {
@@ -222,6 +239,8 @@ named_enum! {
         HoldExpired = "hold.expired",
         CustodyAssumed = "ice.custody.assumed",
         CapacityUpdated = "ice.capacity.updated",
+        RemovalStatus = "ice.removal.status",
+        ReleaseFactor = "ice.release.factor",
     }
 }
 
@@ -252,6 +271,8 @@ impl EventBody {
             EventBody::HoldExpired { .. } => EventType::HoldExpired,
             EventBody::CustodyAssumed { .. } => EventType::CustodyAssumed,
             EventBody::CapacityUpdated { .. } => EventType::CapacityUpdated,
+            EventBody::RemovalStatus { .. } => EventType::RemovalStatus,
+            EventBody::ReleaseFactor { .. } => EventType::ReleaseFactor,
         }
     }
 
@@ -272,7 +293,9 @@ impl EventBody {
             | EventBody::LocalReleaseDue { person_id, .. }
             | EventBody::DetainerDeclined { person_id, .. }
             | EventBody::HoldExpired { person_id, .. }
-            | EventBody::CustodyAssumed { person_id, .. } => Some(person_id),
+            | EventBody::CustodyAssumed { person_id, .. }
+            | EventBody::RemovalStatus { person_id, .. }
+            | EventBody::ReleaseFactor { person_id, .. } => Some(person_id),
         }
     }
 }
@@ -302,11 +325,14 @@ pub enum Rule {
     R3_7,
     R4_1,
     R4_2,
+    R6_1,
+    R6_2,
+    R6_3,
 }
 
 impl Rule {
     /// Every rule, in ICD order.
-    pub const ALL: [Rule; 22] = [
+    pub const ALL: [Rule; 25] = [
         Rule::R1_1,
         Rule::R1_2,
         Rule::R1_3,
@@ -329,6 +355,9 @@ impl Rule {
         Rule::R3_7,
         Rule::R4_1,
         Rule::R4_2,
+        Rule::R6_1,
+        Rule::R6_2,
+        Rule::R6_3,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -355,6 +384,9 @@ impl Rule {
             Rule::R3_7 => "R3.7",
             Rule::R4_1 => "R4.1",
             Rule::R4_2 => "R4.2",
+            Rule::R6_1 => "R6.1",
+            Rule::R6_2 => "R6.2",
+            Rule::R6_3 => "R6.3",
         }
     }
 }
