@@ -347,6 +347,39 @@ fn a_hold_fires_at_hold_until_across_a_crash() {
     );
 }
 
+/// R6.2 across a stop: the service is down when 180 days of detention with removal not
+/// foreseeable pass; at start-up the move is decided with the deadline as its time.
+#[test]
+fn the_180_days_passing_while_stopped_fire_at_start_up_at_the_deadline() {
+    let mut d = Driver::new(start());
+    let now = d.now;
+    d.deliver(msg("ice", "i1", now, detainer("D-60", "P-0060", ice(), "none")));
+    d.deliver(msg("ice", "i2", now, assumed("P-0060", ice())));
+    d.deliver(msg("ice", "i3", now, removal("P-0060", "VE", false)));
+    d.drain();
+    let placed = decisions_of_type(&d, "handoff.placement");
+    assert_eq!(placed.len(), 1);
+    assert_eq!(placed[0]["data"]["placement"], "detain");
+    let deadline = now + Duration::days(180);
+    assert_eq!(d.p.poll_timeout(), Some(deadline));
+    // Down from a day after detention began until ten days past the deadline.
+    d.now = deadline + Duration::days(10);
+    d.crash();
+    d.drain();
+    let placed = decisions_of_type(&d, "handoff.placement");
+    assert_eq!(placed.len(), 2, "{placed:?}");
+    assert_eq!(placed[1]["data"]["rule"], "R6.2");
+    assert_eq!(placed[1]["data"]["basis"], "prolonged_detention");
+    assert_eq!(t(placed[1]["time"].as_str().unwrap()), deadline);
+    assert!(
+        placed[1]["data"]["caused_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("timer:prolonged:")
+    );
+    assert_eq!(d.p.poll_timeout(), None);
+}
+
 fn unknown_answer(d: &Driver, id: &str) -> Message {
     msg(
         "ice",

@@ -13,6 +13,9 @@
 //! - a writ is executed at most once; nobody ICE detains is placed again;
 //! - ICE's occupancy is what the capacity reports and the placements and departures
 //!   since imply, never below zero;
+//! - R6 moves only detained people to ATD (so nobody in ATD is moved again), each move
+//!   frees exactly one bed, and a funding review (R6.1) never moves the convicted and
+//!   moves only while occupancy exceeds the funded beds;
 //! - no decision without a rule id, and every decision satisfies its schema;
 //! - the same events always give the same decisions (a fresh engine, with its own hash
 //!   seeds, replays them byte for byte).
@@ -28,7 +31,8 @@ mod fuzz_checks;
 use fuzz_checks::Tracker;
 use handoff_core::engine::{Engine, Outcome, Whereabouts};
 use handoff_core::model::{
-    Answer, CriminalStatus, Custodian, Decision, DecisionBody, Event, EventBody, Time, WritKind,
+    Answer, CriminalStatus, Custodian, Decision, DecisionBody, Event, EventBody, Factor, Time,
+    WritKind,
 };
 
 const PEOPLE: u8 = 4;
@@ -91,6 +95,16 @@ enum Op {
         funded: u64,
         occupied: u64,
     },
+    /// ICE's view of removal (R6.2).
+    Removal {
+        p: u8,
+        foreseeable: bool,
+    },
+    /// A humanitarian factor (R6.3).
+    Factor {
+        p: u8,
+        medical: bool,
+    },
     /// Repeats the `k`th earlier event's `source` + `id` with this step's body.
     Duplicate {
         k: usize,
@@ -117,6 +131,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (p.clone(), j.clone()).prop_map(|(p, j)| Op::HoldExpired { p, j }),
         2 => p.clone().prop_map(|p| Op::Assumed { p }),
         1 => (0..5u64, 0..6u64).prop_map(|(funded, occupied)| Op::Capacity { funded, occupied }),
+        1 => (p.clone(), any::<bool>()).prop_map(|(p, foreseeable)| Op::Removal { p, foreseeable }),
+        1 => (p.clone(), any::<bool>()).prop_map(|(p, medical)| Op::Factor { p, medical }),
         1 => (0..50usize).prop_map(|k| Op::Duplicate { k }),
     ]
 }
@@ -250,6 +266,19 @@ impl Scenario {
                 funded_beds: funded,
                 occupied_beds: occupied,
             },
+            Op::Removal { p, foreseeable } => EventBody::RemovalStatus {
+                person_id: person(p),
+                country: "VE".to_owned(),
+                foreseeable,
+            },
+            Op::Factor { p, medical } => EventBody::ReleaseFactor {
+                person_id: person(p),
+                factor: if medical {
+                    Factor::Medical
+                } else {
+                    Factor::PrimaryCaretaker
+                },
+            },
             Op::Duplicate { .. } => EventBody::CapacityUpdated {
                 funded_beds: 0,
                 occupied_beds: 0,
@@ -333,8 +362,9 @@ fn run(steps: &[(i64, Op)]) -> Result<Scenario, TestCaseError> {
         s.events.push(event);
         s.decisions.extend(step.decisions);
     }
-    // Once time passes every deadline, every hold has ended, exactly once.
-    let end = s.t + TimeDelta::days(30);
+    // Once time passes every deadline (the longest, R6.2's, is 180 days from a detention
+    // that began before now), every hold has ended, exactly once.
+    let end = s.t + TimeDelta::days(181);
     for d in s.engine.fire(end) {
         decision_is_sound(&d)?;
         tracker.decision(&d).map_err(TestCaseError::fail)?;
@@ -370,7 +400,7 @@ proptest! {
         for e in &first.events {
             again.extend(engine.handle(e).decisions);
         }
-        again.extend(engine.fire(first.t + TimeDelta::days(30)));
+        again.extend(engine.fire(first.t + TimeDelta::days(181)));
         prop_assert_eq!(&first.decisions, &again);
     }
 }

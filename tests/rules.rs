@@ -839,7 +839,9 @@ fn r1_7_ice_takes_custody_while_the_offer_is_open() {
 #[test]
 fn r4_2_detain_while_beds_last_then_atd_except_for_the_convicted() {
     // The county holds each person (their detainers name it), so each pickup is an R4.1
-    // transfer before its placement; P-4005 was never held, so ICE simply has them.
+    // transfer before its placement; P-4005 was never held, so ICE simply has them. The
+    // convicted P-4004, detained past capacity, puts occupancy over the funded beds: the
+    // funding review (R6.1) moves P-4001, the one other person detained.
     let log = Log::new()
         .at("2017-01-28T08:00:00Z", capacity(10, 9))
         .at(
@@ -879,7 +881,8 @@ fn r4_2_detain_while_beds_last_then_atd_except_for_the_convicted() {
          #6 2017-01-29T09:03:00Z R4.1 transfer P-4004 by=e9 from=local:tx-travis-county to=ice:ice \
          basis=custody_assumed conditions= effective_at=2017-01-29T09:03:00Z detainer_id=D-44
          #7 2017-01-29T09:03:00Z R4.2 placement P-4004 by=e9 placement=detain basis=priority_detention
-         #8 2017-01-30T09:01:00Z R4.2 placement P-4005 by=e11 placement=detain basis=detainer",
+         #8 2017-01-29T09:03:00Z R6.1 placement P-4001 by=e9 placement=atd monitoring=ankle_monitor basis=capacity_review
+         #9 2017-01-30T09:01:00Z R4.2 placement P-4005 by=e11 placement=detain basis=detainer",
     );
 }
 
@@ -1152,6 +1155,255 @@ fn r5_events_for_people_in_the_wrong_state_are_no_effect() {
          ! line 4: no_effect: no such active detainer
          ! line 5: no_effect: stale: not later than the person's last release
          ! line 6: no_effect: person has been released",
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// R6: ICE detention reviews.
+
+/// A person ICE already holds (the detainer names ICE as custodian), detained by R4.2
+/// when ICE reports taking them: no transfer, only the placement.
+fn held_by_ice(log: Log, at: &str, d: &str, p: &str, status: &str) -> Log {
+    log.at(at, detainer(d, p, ice(), status))
+}
+
+#[test]
+fn r6_1_funding_review_moves_in_order_with_every_tie_breaker() {
+    // Six non-convicted detained people and one convicted; a cut to 2 funded beds with 7
+    // occupied moves five, in R6.1's order: P-6013 (a factor; convicted when it was
+    // reported, so R6.3 did not move them, then detained as `none` by a new detainer),
+    // P-6012 (removal not foreseeable), P-6014 and P-6015 (detained longest, at the same
+    // minute: by person id), P-6011; then occupancy is 2 and P-6010 (`charged`, last in
+    // the order) stays, as does the convicted P-6016.
+    let mut log = Log::new().at("2017-03-01T08:00:00Z", capacity(100, 0));
+    for (t, d, p, s) in [
+        ("2017-03-01T08:10:00Z", "D-60", "P-6010", "charged"),
+        ("2017-03-01T08:11:00Z", "D-61", "P-6011", "none"),
+        ("2017-03-01T08:12:00Z", "D-62", "P-6012", "none"),
+        ("2017-03-01T08:13:00Z", "D-63", "P-6013", "convicted"),
+    ] {
+        log = held_by_ice(log, t, d, p, s);
+    }
+    log = log.at("2017-03-01T08:14:00Z", factor("P-6013", "medical"));
+    for (t, d, p, s) in [
+        ("2017-03-01T08:15:00Z", "D-64", "P-6014", "none"),
+        ("2017-03-01T08:16:00Z", "D-65", "P-6015", "none"),
+        ("2017-03-01T08:17:00Z", "D-66", "P-6016", "convicted"),
+    ] {
+        log = held_by_ice(log, t, d, p, s);
+    }
+    let log = log
+        .at("2017-03-01T08:59:00Z", assumed("P-6015", ice()))
+        .at("2017-03-01T08:59:00Z", assumed("P-6014", ice()))
+        .at("2017-03-01T09:00:00Z", assumed("P-6010", ice()))
+        .at("2017-03-01T09:01:00Z", assumed("P-6011", ice()))
+        .at("2017-03-01T09:02:00Z", assumed("P-6012", ice()))
+        .at("2017-03-01T09:03:00Z", assumed("P-6013", ice()))
+        .at("2017-03-01T09:04:00Z", assumed("P-6016", ice()))
+        .at("2017-03-01T10:00:00Z", removal("P-6011", "MX", true))
+        .at("2017-03-01T10:01:00Z", removal("P-6012", "VE", false))
+        .at(
+            "2017-03-01T11:00:00Z",
+            detainer("D-67", "P-6013", ice(), "none"),
+        )
+        .at("2017-03-01T12:00:00Z", capacity(2, 7));
+    check(
+        log,
+        None,
+        "#0 2017-03-01T08:59:00Z R4.2 placement P-6015 by=e10 placement=detain basis=detainer
+         #1 2017-03-01T08:59:00Z R4.2 placement P-6014 by=e11 placement=detain basis=detainer
+         #2 2017-03-01T09:00:00Z R4.2 placement P-6010 by=e12 placement=detain basis=detainer
+         #3 2017-03-01T09:01:00Z R4.2 placement P-6011 by=e13 placement=detain basis=detainer
+         #4 2017-03-01T09:02:00Z R4.2 placement P-6012 by=e14 placement=detain basis=detainer
+         #5 2017-03-01T09:03:00Z R4.2 placement P-6013 by=e15 placement=detain basis=priority_detention
+         #6 2017-03-01T09:04:00Z R4.2 placement P-6016 by=e16 placement=detain basis=priority_detention
+         #7 2017-03-01T12:00:00Z R6.1 placement P-6013 by=e20 placement=atd monitoring=telephonic basis=capacity_review
+         #8 2017-03-01T12:00:00Z R6.1 placement P-6012 by=e20 placement=atd monitoring=telephonic basis=capacity_review
+         #9 2017-03-01T12:00:00Z R6.1 placement P-6014 by=e20 placement=atd monitoring=telephonic basis=capacity_review
+         #10 2017-03-01T12:00:00Z R6.1 placement P-6015 by=e20 placement=atd monitoring=telephonic basis=capacity_review
+         #11 2017-03-01T12:00:00Z R6.1 placement P-6011 by=e20 placement=atd monitoring=telephonic basis=capacity_review",
+    );
+}
+
+#[test]
+fn r6_1_a_detention_past_capacity_moves_the_first_in_review_order() {
+    // Two beds; two people detained; a convicted third is detained past capacity (R4.2),
+    // so the review moves the longest detained of the others. `charged` goes to an ankle
+    // monitor.
+    let log = held_by_ice(
+        Log::new(),
+        "2017-03-01T08:00:00Z",
+        "D-70",
+        "P-6020",
+        "charged",
+    );
+    let log = held_by_ice(log, "2017-03-01T08:01:00Z", "D-71", "P-6021", "charged");
+    let log = held_by_ice(log, "2017-03-01T08:02:00Z", "D-72", "P-6022", "convicted")
+        .at("2017-03-01T08:30:00Z", capacity(2, 0))
+        .at("2017-03-01T09:00:00Z", assumed("P-6020", ice()))
+        .at("2017-03-01T09:01:00Z", assumed("P-6021", ice()))
+        .at("2017-03-01T09:02:00Z", assumed("P-6022", ice()));
+    check(
+        log,
+        None,
+        "#0 2017-03-01T09:00:00Z R4.2 placement P-6020 by=e5 placement=detain basis=detainer
+         #1 2017-03-01T09:01:00Z R4.2 placement P-6021 by=e6 placement=detain basis=detainer
+         #2 2017-03-01T09:02:00Z R4.2 placement P-6022 by=e7 placement=detain basis=priority_detention
+         #3 2017-03-01T09:02:00Z R6.1 placement P-6020 by=e7 placement=atd monitoring=ankle_monitor basis=capacity_review",
+    );
+}
+
+#[test]
+fn r6_1_a_cut_with_nobody_movable_moves_nobody() {
+    // Only the convicted are detained: a cut leaves ICE over capacity, and nobody moves.
+    let log = held_by_ice(
+        Log::new(),
+        "2017-03-01T08:00:00Z",
+        "D-73",
+        "P-6030",
+        "convicted",
+    );
+    let log = held_by_ice(log, "2017-03-01T08:01:00Z", "D-74", "P-6031", "convicted")
+        .at("2017-03-01T09:00:00Z", assumed("P-6030", ice()))
+        .at("2017-03-01T09:01:00Z", assumed("P-6031", ice()))
+        .at("2017-03-02T09:00:00Z", capacity(0, 2));
+    check(
+        log,
+        None,
+        "#0 2017-03-01T09:00:00Z R4.2 placement P-6030 by=e3 placement=detain basis=priority_detention
+         #1 2017-03-01T09:01:00Z R4.2 placement P-6031 by=e4 placement=detain basis=priority_detention",
+    );
+}
+
+#[test]
+fn r6_2_prolonged_detention_ends_at_180_days_when_removal_is_not_foreseeable() {
+    // Detained 2017-03-01T09:00; removal to VE not foreseeable: the timer fires at
+    // detention + 180 days, whatever the criminal status (convicted here).
+    let log = held_by_ice(
+        Log::new(),
+        "2017-03-01T08:00:00Z",
+        "D-75",
+        "P-6040",
+        "convicted",
+    )
+    .at("2017-03-01T09:00:00Z", assumed("P-6040", ice()))
+    .at("2017-04-01T09:00:00Z", removal("P-6040", "VE", false));
+    check(
+        log,
+        Some("2017-12-31T00:00:00Z"),
+        "#0 2017-03-01T09:00:00Z R4.2 placement P-6040 by=e2 placement=detain basis=priority_detention
+         #1 2017-08-28T09:00:00Z R6.2 placement P-6040 by=timer:prolonged:#0 placement=atd monitoring=ankle_monitor basis=prolonged_detention",
+    );
+}
+
+#[test]
+fn r6_2_removal_foreseeable_again_cancels_the_timer() {
+    let log = held_by_ice(Log::new(), "2017-03-01T08:00:00Z", "D-76", "P-6041", "none")
+        .at("2017-03-01T09:00:00Z", assumed("P-6041", ice()))
+        .at("2017-04-01T09:00:00Z", removal("P-6041", "VE", false))
+        .at("2017-05-01T09:00:00Z", removal("P-6041", "VE", true));
+    check(
+        log,
+        Some("2017-12-31T00:00:00Z"),
+        "#0 2017-03-01T09:00:00Z R4.2 placement P-6041 by=e2 placement=detain basis=detainer",
+    );
+}
+
+#[test]
+fn r6_2_moves_at_once_when_the_180_days_have_passed() {
+    // Removal is found not foreseeable after 200 days of detention: the move is decided
+    // by that event, at its time.
+    let log = held_by_ice(Log::new(), "2017-03-01T08:00:00Z", "D-77", "P-6042", "none")
+        .at("2017-03-01T09:00:00Z", assumed("P-6042", ice()))
+        .at("2017-09-17T09:00:00Z", removal("P-6042", "CU", false));
+    check(
+        log,
+        None,
+        "#0 2017-03-01T09:00:00Z R4.2 placement P-6042 by=e2 placement=detain basis=detainer
+         #1 2017-09-17T09:00:00Z R6.2 placement P-6042 by=e3 placement=atd monitoring=telephonic basis=prolonged_detention",
+    );
+}
+
+#[test]
+fn r6_2_known_before_detention_starts_the_clock_at_detention() {
+    // The status comes first; the 180 days count from detention, and leaving ICE's
+    // custody before then (a writ, R2.1) cancels the timer.
+    let log = held_by_ice(Log::new(), "2017-03-01T08:00:00Z", "D-78", "P-6043", "none")
+        .at("2017-03-01T08:30:00Z", removal("P-6043", "VE", false))
+        .at("2017-03-01T09:00:00Z", assumed("P-6043", ice()));
+    let left = held_by_ice(Log::new(), "2017-03-01T08:00:00Z", "D-79", "P-6044", "none")
+        .at("2017-03-01T08:30:00Z", removal("P-6044", "VE", false))
+        .at("2017-03-01T09:00:00Z", assumed("P-6044", ice()))
+        .at("2017-04-01T09:00:00Z", writ("W-79", "P-6044", J));
+    check(
+        log,
+        Some("2017-12-31T00:00:00Z"),
+        "#0 2017-03-01T09:00:00Z R4.2 placement P-6043 by=e3 placement=detain basis=detainer
+         #1 2017-08-28T09:00:00Z R6.2 placement P-6043 by=timer:prolonged:#0 placement=atd monitoring=telephonic basis=prolonged_detention",
+    );
+    check(
+        left,
+        Some("2017-12-31T00:00:00Z"),
+        "#0 2017-03-01T09:00:00Z R4.2 placement P-6044 by=e3 placement=detain basis=detainer
+         #1 2017-04-01T09:00:00Z R2.1 transfer P-6044 by=e4 from=ice:ice to=local:tx-travis-county \
+         basis=judicial_writ conditions=return_to_ice_after_proceedings \
+         effective_at=2017-04-01T09:00:00Z writ_id=W-79",
+    );
+}
+
+#[test]
+fn r6_3_a_humanitarian_factor_moves_a_detained_person_at_once() {
+    let log = held_by_ice(
+        Log::new(),
+        "2017-03-01T08:00:00Z",
+        "D-80",
+        "P-6050",
+        "charged",
+    )
+    .at("2017-03-01T09:00:00Z", assumed("P-6050", ice()))
+    .at(
+        "2017-03-05T09:00:00Z",
+        factor("P-6050", "primary_caretaker"),
+    );
+    check(
+        log,
+        None,
+        "#0 2017-03-01T09:00:00Z R4.2 placement P-6050 by=e2 placement=detain basis=detainer
+         #1 2017-03-05T09:00:00Z R6.3 placement P-6050 by=e3 placement=atd monitoring=office_checkin basis=humanitarian",
+    );
+}
+
+#[test]
+fn r6_3_a_factor_known_at_placement_places_in_atd_instead_of_detaining() {
+    let log = held_by_ice(Log::new(), "2017-03-01T08:00:00Z", "D-81", "P-6051", "none")
+        .at("2017-03-01T08:30:00Z", factor("P-6051", "medical"))
+        .at("2017-03-01T09:00:00Z", assumed("P-6051", ice()));
+    check(
+        log,
+        None,
+        "#0 2017-03-01T09:00:00Z R6.3 placement P-6051 by=e3 placement=atd monitoring=office_checkin basis=humanitarian",
+    );
+}
+
+#[test]
+fn r6_3_a_convicted_person_s_factor_is_recorded_and_decides_nothing() {
+    let log = held_by_ice(
+        Log::new(),
+        "2017-03-01T08:00:00Z",
+        "D-82",
+        "P-6052",
+        "convicted",
+    )
+    .at("2017-03-01T08:30:00Z", factor("P-6052", "medical"))
+    .at("2017-03-01T09:00:00Z", assumed("P-6052", ice()))
+    .at(
+        "2017-03-05T09:00:00Z",
+        factor("P-6052", "primary_caretaker"),
+    );
+    check(
+        log,
+        None,
+        "#0 2017-03-01T09:00:00Z R4.2 placement P-6052 by=e3 placement=detain basis=priority_detention",
     );
 }
 

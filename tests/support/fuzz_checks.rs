@@ -30,8 +30,8 @@ use handoff::edge::{schemas, wire};
 use handoff::journal;
 use handoff_core::engine::{Engine, HOLD_LIMIT, Outcome, Whereabouts};
 use handoff_core::model::{
-    Answer, Basis, CriminalStatus, Custodian, Decision, DecisionBody, Event, EventBody, Party,
-    Placement, Rule, Time, WritKind,
+    Answer, Basis, CriminalStatus, Custodian, Decision, DecisionBody, Event, EventBody, Factor,
+    Party, Placement, Rule, Time, WritKind,
 };
 
 /// The reason codes `Invalid::code` documents: the only ones an invalid message may get.
@@ -298,7 +298,9 @@ pub fn build_and_run(bytes: &[u8]) -> Result<Run, String> {
         let event = s.event(op, &mut b);
         s.handle(event)?;
     }
-    let end = s.now + TimeDelta::days(30);
+    // Past every deadline: the longest timer is R6.2's, 180 days from detention, which
+    // began before now.
+    let end = s.now + TimeDelta::days(181);
     let last = s.engine.fire(end);
     s.tracker.decisions(&last)?;
     s.take_decisions(last)?;
@@ -485,6 +487,14 @@ pub fn event_json(e: &Event) -> String {
             funded_beds,
             occupied_beds,
         } => json!({"funded_beds": funded_beds, "occupied_beds": occupied_beds}),
+        EventBody::RemovalStatus {
+            person_id,
+            country,
+            foreseeable,
+        } => json!({"person_id": person_id, "country": country, "foreseeable": foreseeable}),
+        EventBody::ReleaseFactor { person_id, factor } => {
+            json!({"person_id": person_id, "factor": factor.as_str()})
+        }
     };
     let mut msg = json!({
         "specversion": "1.0",
@@ -722,11 +732,27 @@ impl Builder {
                     from: Self::custodian(b),
                 },
             ),
+            // ICE's reports: capacity, and what its detention reviews weigh (R6).
             11 => (
                 ICE_SOURCE.to_owned(),
-                EventBody::CapacityUpdated {
-                    funded_beds: u64::from(b.byte() % 5),
-                    occupied_beds: u64::from(b.byte() % 6),
+                match b.below(4) {
+                    0 => EventBody::RemovalStatus {
+                        person_id: p,
+                        country: b.pick(&["VE", "CU", "MX"]).to_owned(),
+                        foreseeable: b.flag(),
+                    },
+                    1 => EventBody::ReleaseFactor {
+                        person_id: p,
+                        factor: if b.flag() {
+                            Factor::Medical
+                        } else {
+                            Factor::PrimaryCaretaker
+                        },
+                    },
+                    _ => EventBody::CapacityUpdated {
+                        funded_beds: u64::from(b.byte() % 5),
+                        occupied_beds: u64::from(b.byte() % 6),
+                    },
                 },
             ),
             _ if self.events.is_empty() => (
@@ -845,6 +871,12 @@ pub struct Tracker {
     pub occupied: Option<u64>,
     /// People ICE detains (placed `detain`, not moved since).
     pub detained: HashSet<String>,
+    /// ICE's funded beds, from the latest capacity report.
+    pub funded: Option<u64>,
+    /// Each person's latest detainer's `criminal_status` (R4.2, R6).
+    pub status: HashMap<String, CriminalStatus>,
+    /// Moves of detained people to ATD (R6), each freeing one bed.
+    pub atd_moves: usize,
     /// Writs a transfer was decided under, by person: each at most once.
     pub executed_writs: HashSet<(String, String)>,
     /// Unsatisfied claims by person, as the jurisdictions that lodged them.
@@ -915,8 +947,12 @@ impl Tracker {
             EventBody::DetainerIssued {
                 person_id,
                 custodian,
+                criminal_status,
                 ..
-            } => self.name(person_id, custodian.clone()),
+            } => {
+                self.status.insert(person_id.clone(), *criminal_status);
+                self.name(person_id, custodian.clone());
+            }
             EventBody::BopReleaseScheduled {
                 person_id,
                 facility,
@@ -948,8 +984,12 @@ impl Tracker {
                     },
                 );
             }
-            EventBody::CapacityUpdated { occupied_beds, .. } => {
+            EventBody::CapacityUpdated {
+                funded_beds,
+                occupied_beds,
+            } => {
                 self.occupied = Some(*occupied_beds);
+                self.funded = Some(*funded_beds);
             }
             EventBody::ClaimLodged {
                 person_id,
@@ -1155,6 +1195,36 @@ impl Tracker {
             DecisionBody::Placement { placement, .. } => {
                 if self.current(p) != Some(Custodian::Ice) {
                     return Err(format!("placed while ICE does not hold the person: {json}"));
+                }
+                // R6 moves a detained person to ATD (R6.3 may also place one there at
+                // once): never anyone else, the convicted never by a funding review,
+                // and every move frees exactly one bed.
+                let review = matches!(d.rule, Rule::R6_1 | Rule::R6_2)
+                    || d.rule == Rule::R6_3 && self.detained.contains(p);
+                if review {
+                    if *placement != Placement::Atd {
+                        return Err(format!("an R6 move not to ATD: {json}"));
+                    }
+                    if !self.detained.remove(p) {
+                        return Err(format!("moved to ATD while not detained: {json}"));
+                    }
+                    let status = self.status.get(p).copied();
+                    if d.rule == Rule::R6_1 {
+                        if status == Some(CriminalStatus::Convicted) {
+                            return Err(format!(
+                                "a funding review moved a convicted person: {json}"
+                            ));
+                        }
+                        if self.occupied.zip(self.funded).is_none_or(|(o, f)| o <= f) {
+                            return Err(format!(
+                                "a funding review with occupancy {:?} not over {:?} funded beds: {json}",
+                                self.occupied, self.funded
+                            ));
+                        }
+                    }
+                    self.occupied = self.occupied.map(|o| o.saturating_sub(1));
+                    self.atd_moves += 1;
+                    return Ok(());
                 }
                 if self.detained.contains(p) {
                     return Err(format!("placed again while ICE detains the person: {json}"));

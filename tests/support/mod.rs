@@ -190,6 +190,22 @@ pub fn capacity(funded: u64, occupied: u64) -> Ev {
     )
 }
 
+pub fn removal(p: &str, country: &str, foreseeable: bool) -> Ev {
+    ev(
+        ICE,
+        "ice.removal.status",
+        json!({"person_id": p, "country": country, "foreseeable": foreseeable}),
+    )
+}
+
+pub fn factor(p: &str, factor: &str) -> Ev {
+    ev(
+        ICE,
+        "ice.release.factor",
+        json!({"person_id": p, "factor": factor}),
+    )
+}
+
 /// Replays `log` (then advances to `until`, if given) and renders what happened: one
 /// line per decision, then one line per note.
 pub fn run(log: &Log, until: Option<&str>) -> String {

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use crate::model::{CriminalStatus, Time};
+use crate::model::{CriminalStatus, Factor, Time};
 
 /// The facts behind one decision, by rule family.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +93,55 @@ pub enum Why {
         /// ICE's beds just before the placement; `None` when no capacity is known.
         beds: Option<Beds>,
     },
+    /// R6: ICE moves a detained person to ATD (or R6.3 places one there directly).
+    Review(Review),
+}
+
+/// The facts of an R6 review of one person, as they stood when it moved them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    /// The `criminal_status` of the person's latest detainer (`None`: never a detainer).
+    pub criminal_status: Option<CriminalStatus>,
+    /// The humanitarian factor ICE reported, if any.
+    pub factor: Option<Factor>,
+    /// The latest `ice.removal.status`, if any.
+    pub removal: Option<Removal>,
+    /// When detention began; `None` for a person R6.3 places in ATD at once.
+    pub detained_since: Option<Time>,
+    /// R6.1: ICE's beds just before the move (occupancy over the funded beds).
+    pub beds: Option<Beds>,
+    /// R6.1: the person the review would have moved next, and the first criterion of
+    /// its order that put this one before them; `None` when nobody else was movable.
+    pub ahead_of: Option<Ahead>,
+}
+
+/// Who came next in a funding review (R6.1), and why this person came first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ahead {
+    pub person_id: String,
+    pub by: Order,
+}
+
+/// The criteria of R6.1's order, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// `none` before `charged`.
+    CriminalStatus,
+    /// A humanitarian factor first.
+    Factor,
+    /// Removal not foreseeable first.
+    Removal,
+    /// The longest detained first.
+    DetainedLonger,
+    /// Then by `person_id`.
+    PersonId,
+}
+
+/// An `ice.removal.status` as the engine keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    pub country: Arc<str>,
+    pub foreseeable: bool,
 }
 
 /// A detainer as the rule saw it.
@@ -157,7 +206,7 @@ impl Why {
             | Why::LocalRelease { detainer, .. }
             | Why::HoldEnds { detainer, .. }
             | Why::CustodyAssumed { detainer, .. } => detainer.as_ref(),
-            Why::FromIce { .. } | Why::Placement { .. } => None,
+            Why::FromIce { .. } | Why::Placement { .. } | Why::Review(_) => None,
         }
     }
 
@@ -169,7 +218,8 @@ impl Why {
             Why::LocalRelease { .. }
             | Why::HoldEnds { .. }
             | Why::CustodyAssumed { .. }
-            | Why::Placement { .. } => None,
+            | Why::Placement { .. }
+            | Why::Review(_) => None,
         }
     }
 
@@ -182,7 +232,8 @@ impl Why {
             Why::LocalRelease { .. }
             | Why::HoldEnds { .. }
             | Why::CustodyAssumed { .. }
-            | Why::Placement { .. } => None,
+            | Why::Placement { .. }
+            | Why::Review(_) => None,
         }
     }
 
@@ -194,7 +245,8 @@ impl Why {
             Why::OfferEnds { .. }
             | Why::HoldEnds { .. }
             | Why::CustodyAssumed { .. }
-            | Why::Placement { .. } => None,
+            | Why::Placement { .. }
+            | Why::Review(_) => None,
         }
     }
 }

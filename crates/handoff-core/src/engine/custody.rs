@@ -178,11 +178,6 @@ impl Engine {
         if was_ice == is_ice {
             return;
         }
-        let left_detention = !is_ice
-            && p.rare
-                .as_mut()
-                .and_then(|r| r.detained_since.take())
-                .is_some();
         let claims: Vec<(Arc<str>, u64)> = p
             .claims
             .iter()
@@ -195,8 +190,8 @@ impl Engine {
                 self.unindex_claim(&jurisdiction, seq);
             }
         }
-        if left_detention && let Some(c) = self.capacity.as_mut() {
-            c.occupied = c.occupied.saturating_sub(1);
+        if !is_ice {
+            self.end_detention(person_id);
         }
     }
 

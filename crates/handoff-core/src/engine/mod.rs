@@ -1,4 +1,4 @@
-//! The decision engine: rules R1–R5 and the time rules of ICD sections 4 and 5, as a
+//! The decision engine: rules R1–R6 and the time rules of ICD sections 4 and 5, as a
 //! plain state machine.
 //!
 //! It does no IO and never reads the clock. Time comes in with each event (its clock
@@ -12,8 +12,8 @@
 //! an event that can fire rules of several families (a withdrawn detainer, a writ, ICE
 //! taking custody) is decided here by calling into them. `person` is the state per
 //! person and `ice.detainer.issued`; `timers` the deadline map; `custody` the emitter
-//! and the only two places custody changes hands; `r1` ... `r4` the rules, each decided
-//! in its own file (search for `R1.6` to find where R1.6 is decided). Every decision
+//! and the only two places custody changes hands; `r1` ... `r4` and `r6` (detention
+//! reviews) the rules, each decided in its own file (search for `R1.6` to find where R1.6 is decided). Every decision
 //! carries the facts its rule used ([`Why`](crate::why::Why)), filled in where it fires.
 
 mod custody;
@@ -24,9 +24,10 @@ mod r1;
 mod r2;
 mod r3;
 mod r4;
+mod r6;
 mod timers;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::TimeDelta;
@@ -39,10 +40,13 @@ use custody::{Cause, Emitter};
 use people::People;
 use person::{Holder, OfferEnd, Place, Writ};
 use r4::Capacity;
+use r6::ReviewKey;
 use timers::{Timer, TimerKey};
 
 /// The legal ceiling of a detainer hold (domain.md: a flat 48 hours, never extended).
 pub const HOLD_LIMIT: TimeDelta = TimeDelta::hours(48);
+
+pub use r6::PROLONGED;
 
 /// What the engine made of one event, besides the decisions it returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +132,8 @@ pub struct Engine {
     /// exactly the people R2.2 can move, so its cost is the decisions it makes, not the
     /// history behind it. Kept by [`Engine::move_person`] and the claim events.
     ice_claims: HashMap<String, BTreeMap<u64, Arc<str>>>,
+    /// The R6.1 index: the detained people a funding review may move, in its order.
+    review: BTreeSet<ReviewKey>,
 }
 
 /// The duplicate-detection key of an event (see [`event_key`]).
@@ -288,7 +294,11 @@ impl Engine {
             EventBody::CapacityUpdated {
                 funded_beds,
                 occupied_beds,
-            } => self.capacity_updated(*funded_beds, *occupied_beds),
+            } => {
+                self.capacity_updated(*funded_beds, *occupied_beds);
+                self.funding_review(emit);
+                Outcome::Applied
+            }
             EventBody::DetainerIssued {
                 detainer_id,
                 person_id,
@@ -296,13 +306,15 @@ impl Engine {
                 criminal_status,
                 offenses,
             } => {
-                self.detainer_issued(
-                    person_id,
-                    detainer_id,
-                    custodian,
-                    *criminal_status,
-                    offenses,
-                );
+                self.reviewed(person_id, |e| {
+                    e.detainer_issued(
+                        person_id,
+                        detainer_id,
+                        custodian,
+                        *criminal_status,
+                        offenses,
+                    )
+                });
                 Outcome::Applied
             }
             EventBody::DetainerWithdrawn {
@@ -356,6 +368,22 @@ impl Engine {
             } => self.hold_expired(now, person_id, jurisdiction_id, emit),
             EventBody::CustodyAssumed { person_id, .. } => {
                 self.custody_assumed(now, person_id, emit);
+                Outcome::Applied
+            }
+            EventBody::RemovalStatus {
+                person_id,
+                country,
+                foreseeable,
+            } => {
+                let removal = crate::why::Removal {
+                    country: self.name(country),
+                    foreseeable: *foreseeable,
+                };
+                self.removal_status(now, person_id, removal, emit);
+                Outcome::Applied
+            }
+            EventBody::ReleaseFactor { person_id, factor } => {
+                self.release_factor(person_id, *factor, emit);
                 Outcome::Applied
             }
         }
@@ -446,7 +474,9 @@ impl Engine {
                 ),
             }
         }
-        if self.person_mut(person_id).detained_since().is_none() {
+        if self.person_mut(person_id).detained_since().is_none()
+            && !self.r6_3_placement(person_id, emit)
+        {
             self.r4_2(now, person_id, emit);
         }
     }

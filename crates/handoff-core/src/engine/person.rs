@@ -217,6 +217,15 @@ pub(super) struct Rare {
     /// While ICE detains the person (placed `detain`, not moved since): when detention
     /// began. Leaving detention frees a bed (R4 occupancy).
     pub(super) detained_since: Option<Time>,
+    /// While ICE detains the person: the id of the `detain` placement (names the R6.2
+    /// timer).
+    pub(super) detention: Option<String>,
+    /// The 180-day timer of R6.2, while it runs.
+    pub(super) prolonged: Option<super::timers::TimerKey>,
+    /// The latest `ice.removal.status` (R6).
+    pub(super) removal: Option<crate::why::Removal>,
+    /// The humanitarian factor ICE reported (R6.3).
+    pub(super) factor: Option<crate::model::Factor>,
 }
 
 impl Person {

@@ -1,8 +1,8 @@
 //! R4: ICE takes custody (R4.1) and places the person, detained while beds last (R4.2);
 //! and ICE's capacity reports (R5), which the placement counts against.
 
+use super::Engine;
 use super::custody::{Emitter, TransferSpec};
-use super::{Engine, Outcome};
 use crate::model::{
     Basis, CriminalStatus, Custodian, DecisionBody, Monitoring, Placement, Rule, Time,
 };
@@ -16,10 +16,10 @@ pub(super) struct Capacity {
 }
 
 impl Engine {
-    /// `ice.capacity.updated` (R5): the latest report replaces the count.
-    pub(super) fn capacity_updated(&mut self, funded: u64, occupied: u64) -> Outcome {
+    /// `ice.capacity.updated` (R5): the latest report replaces the count (a funding
+    /// review, R6.1, follows).
+    pub(super) fn capacity_updated(&mut self, funded: u64, occupied: u64) {
         self.capacity = Some(Capacity { funded, occupied });
-        Outcome::Applied
     }
 
     /// R4.1: ICE takes the person from BOP or a jurisdiction, with no first-refusal
@@ -68,12 +68,6 @@ impl Engine {
                 Basis::Capacity,
             ),
         };
-        if placement == Placement::Detain {
-            self.person_mut(person_id).rare_mut().detained_since = Some(now);
-            if let Some(c) = self.capacity.as_mut() {
-                c.occupied += 1;
-            }
-        }
         let body = DecisionBody::Placement {
             placement,
             monitoring,
@@ -84,6 +78,13 @@ impl Engine {
             criminal_status: status,
             beds,
         };
-        emit.emit(person_id, Rule::R4_2, body, parties, why);
+        let id = emit.emit(person_id, Rule::R4_2, body, parties, why);
+        if placement == Placement::Detain {
+            // Detention begins: a bed is taken (R6.1 reviews if that is one too many),
+            // and the 180-day clock of R6.2 starts if removal is not foreseeable.
+            self.detention_began(now, person_id, id);
+            self.funding_review(emit);
+            self.prolonged_check(now, person_id, emit);
+        }
     }
 }

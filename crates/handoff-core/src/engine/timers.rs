@@ -11,6 +11,8 @@ pub(super) type TimerKey = (Time, u64);
 pub(super) enum TimerKind {
     FirstRefusal,
     Hold,
+    /// R6.2: 180 days of detention with removal not foreseeable.
+    Prolonged,
 }
 
 #[derive(Debug, Clone)]
@@ -34,6 +36,7 @@ impl Engine {
             match timer.kind {
                 TimerKind::FirstRefusal => self.offer_lapsed(deadline, &timer.person, out),
                 TimerKind::Hold => self.hold_ran_out(deadline, &timer.person, out),
+                TimerKind::Prolonged => self.prolonged_ran_out(deadline, &timer.person, out),
             }
         }
     }
