@@ -22,6 +22,14 @@ fn week() -> Vec<u8> {
     std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/week.jsonl")).unwrap()
 }
 
+fn sequester() -> Vec<u8> {
+    std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/samples/sequester.jsonl"
+    ))
+    .unwrap()
+}
+
 fn explanations(t: &Timeline) -> Vec<String> {
     t.entries
         .iter()
@@ -99,8 +107,16 @@ fn ice_takes_custody_from_bop_then_places_the_person_in_a_freed_bed() {
              reentry) → transfer from BOP fci-bastrop to ICE at 2017-02-02T09:30:00Z \
              (custody_assumed)",
             // P-170001 left detention under a writ at 09:00, freeing the bed.
-            "2017-02-02T09:30:00Z R4.2: ICE holds the person; criminal status charged; 41499 of \
-             41500 funded beds occupied → detained (detainer)",
+            "2017-02-02T09:30:00Z R4.2: ICE holds the person; criminal status charged; 41,499 of \
+             41,500 funded beds occupied → detained (detainer)",
+            // ICE reports 41,502 occupied of 41,500 funded: a funding review (R6.1). P-170022
+            // went to ATD at 09:45 and P-170012 left ICE for the county at 14:00, so this
+            // person is the only detained one who is not convicted: charged, so an ankle
+            // monitor. Occupancy stays at 41,501 with nobody else movable.
+            "2017-02-03T17:00:00Z R6.1: occupancy 41,502 over 41,500 funded beds; criminal status \
+             charged; no humanitarian factor; no removal status; detained since \
+             2017-02-02T09:30:00Z; the only detained person a funding review may move → \
+             Alternatives to Detention, ankle_monitor (capacity_review)",
         ]
         .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
     );
@@ -186,7 +202,7 @@ fn declined_detainer_and_placement_facts() {
     let lines = explanations(&t);
     assert_eq!(
         lines.last().unwrap(),
-        "2017-02-01T16:00:00Z R4.2: ICE holds the person; criminal status none; 41500 of 41500 \
+        "2017-02-01T16:00:00Z R4.2: ICE holds the person; criminal status none; 41,500 of 41,500 \
          funded beds occupied → Alternatives to Detention, telephonic (capacity)"
     );
 }
@@ -263,38 +279,39 @@ fn cli_explain_text_json_and_unknown_person() {
     assert_eq!(missing.status.code(), Some(1));
 }
 
-/// Every rule the engine can emit has a rendering of its facts: the sample week
-/// exercises every rule (`tests/samples.rs`), and each of its decisions, explained for
+/// Every rule the engine can emit has a rendering of its facts: the two samples together
+/// exercise every rule (`tests/samples.rs`), and each of their decisions, explained for
 /// its person, names its rule and states facts before the outcome.
 #[test]
 fn every_rule_has_a_rendering_of_its_facts() {
     use handoff_core::model::Rule;
     use std::collections::{BTreeMap, BTreeSet};
 
-    let log = week();
-    let (out, _, _) = replay::replay_str(std::str::from_utf8(&log).unwrap(), None);
-    let people: BTreeSet<String> = out
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["subject"].as_str().unwrap().to_owned()
-        })
-        .collect();
     let mut rendered: BTreeMap<String, String> = BTreeMap::new();
-    for person in &people {
-        for e in explain(&log, person).entries {
-            if let What::Decision {
-                rule, explanation, ..
-            } = e.what
-            {
-                let (facts, outcome) = explanation
-                    .strip_prefix(&format!("{rule}: "))
-                    .and_then(|rest| rest.split_once(" → "))
-                    .unwrap_or_else(|| panic!("not 'rule: facts → outcome': {explanation}"));
-                assert!(!facts.trim().is_empty(), "no facts: {explanation}");
-                assert!(!outcome.trim().is_empty(), "no outcome: {explanation}");
-                assert!(!facts.contains('?'), "a fact is missing: {explanation}");
-                rendered.entry(rule).or_insert(explanation);
+    for log in [week(), sequester()] {
+        let (out, _, _) = replay::replay_str(std::str::from_utf8(&log).unwrap(), None);
+        let people: BTreeSet<String> = out
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["subject"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        for person in &people {
+            for e in explain(&log, person).entries {
+                if let What::Decision {
+                    rule, explanation, ..
+                } = e.what
+                {
+                    let (facts, outcome) = explanation
+                        .strip_prefix(&format!("{rule}: "))
+                        .and_then(|rest| rest.split_once(" → "))
+                        .unwrap_or_else(|| panic!("not 'rule: facts → outcome': {explanation}"));
+                    assert!(!facts.trim().is_empty(), "no facts: {explanation}");
+                    assert!(!outcome.trim().is_empty(), "no outcome: {explanation}");
+                    assert!(!facts.contains('?'), "a fact is missing: {explanation}");
+                    rendered.entry(rule).or_insert(explanation);
+                }
             }
         }
     }
@@ -304,4 +321,84 @@ fn every_rule_has_a_rendering_of_its_facts() {
         .filter(|r| !rendered.contains_key(*r))
         .collect();
     assert!(missing.is_empty(), "rules without a rendering: {missing:?}");
+}
+
+/// ICE's review events (ICD version 2) show in the person's timeline in words; for a
+/// person ICE does not detain they decide nothing.
+#[test]
+fn ice_review_events_are_summarized() {
+    let log = br#"{"specversion":"1.0","id":"eagle-r1","source":"urn:agency:ice:eagle","type":"ice.removal.status","time":"2017-03-02T09:00:00Z","subject":"P-180001","data":{"person_id":"P-180001","country":"VE","foreseeable":false}}
+{"specversion":"1.0","id":"eagle-r2","source":"urn:agency:ice:eagle","type":"ice.removal.status","time":"2017-03-03T09:00:00Z","subject":"P-180001","data":{"person_id":"P-180001","country":"VE","foreseeable":true}}
+{"specversion":"1.0","id":"eagle-r3","source":"urn:agency:ice:eagle","type":"ice.release.factor","time":"2017-03-04T09:00:00Z","subject":"P-180001","data":{"person_id":"P-180001","factor":"primary_caretaker"}}
+{"specversion":"1.0","id":"eagle-r4","source":"urn:agency:ice:eagle","type":"ice.release.factor","time":"2017-03-05T09:00:00Z","subject":"P-180001","data":{"person_id":"P-180001","factor":"medical"}}
+"#;
+    let t = explain(log, "P-180001");
+    let events: Vec<(String, String)> = t
+        .entries
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Event { ty, summary, .. } => Some((ty.clone(), summary.clone())),
+            What::Decision { .. } => None,
+        })
+        .collect();
+    let want = [
+        (
+            "ice.removal.status",
+            "ICE removal status: to VE, removal not expected in the reasonably foreseeable future",
+        ),
+        (
+            "ice.removal.status",
+            "ICE removal status: to VE, removal expected in the reasonably foreseeable future",
+        ),
+        (
+            "ice.release.factor",
+            "ICE verifies a humanitarian factor: primary caretaker of children",
+        ),
+        (
+            "ice.release.factor",
+            "ICE verifies a humanitarian factor: medical",
+        ),
+    ]
+    .map(|(t, s)| (t.to_owned(), s.to_owned()));
+    assert_eq!(events, want);
+    assert!(explanations(&t).is_empty(), "{:?}", explanations(&t));
+}
+
+/// The sequester's cut (samples/README.md, "The sequester"): each person the funding
+/// review moves is explained with the facts R6.1's order weighs, and with the person who
+/// came next and the criterion that put this one first. P-130013 (none, removal to CU not
+/// foreseeable) goes before P-130011, who was detained two days longer.
+#[test]
+fn a_funding_review_says_why_the_person_came_before_the_next() {
+    let log = sequester();
+    let lines = explanations(&explain(&log, "P-130013"));
+    assert_eq!(
+        lines.last().unwrap(),
+        &"2013-03-01T12:00:00Z R6.1: occupancy 33,999 over 33,994 funded beds; criminal status \
+          none; no humanitarian factor; removal not foreseeable (CU); detained since \
+          2013-02-08T09:00:00Z; first in review order, before P-130011 (removal foreseeable \
+          or unknown) → Alternatives to Detention, telephonic (capacity_review)"
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    // Every tie-breaker of the order shows in the cut, one person each (who came next,
+    // and by which criterion); the last, P-130021, moved by the review that a convicted
+    // person's detention started on 03-05.
+    for (person, next, by) in [
+        ("P-130014", "P-130013", "no humanitarian factor"),
+        ("P-130011", "P-130012", "detained as long: by person id"),
+        ("P-130012", "P-130010", "detained since later"),
+        ("P-130010", "P-130002", "charged: none comes first"),
+        ("P-130002", "P-130021", "detained since later"),
+        ("P-130021", "P-130022", "detained since later"),
+    ] {
+        let lines = explanations(&explain(&log, person));
+        let last = lines.last().unwrap();
+        assert!(last.contains(" R6.1: occupancy "), "{person}: {last}");
+        assert!(
+            last.contains(&format!("; first in review order, before {next} ({by}) → ")),
+            "{person}: {last}"
+        );
+    }
 }

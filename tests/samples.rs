@@ -1,8 +1,9 @@
-//! The sample week in `samples/` replays to exactly its expected decisions, exercises
-//! every rule of ICD section 4, and runs clean through the real binary.
+//! The two samples in `samples/` (the week, and the sequester) replay to exactly their
+//! expected decisions, together exercise every rule of ICD section 5 (the sequester every
+//! R6 rule by itself), and run clean through the real binary.
 //!
-//! To accept a deliberate change of the expected output, run the test with
-//! `UPDATE_EXPECT=1` and review the diff of `samples/week.decisions.jsonl`.
+//! To accept a deliberate change of the expected output, run the tests with
+//! `UPDATE_EXPECT=1` and review the diff of `samples/*.decisions.jsonl`.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -16,51 +17,101 @@ fn sample(name: &str) -> PathBuf {
         .join(name)
 }
 
-#[test]
-fn sample_week_gives_the_expected_decisions() {
-    let log = std::fs::read_to_string(sample("week.jsonl")).unwrap();
+/// Replays `samples/NAME.jsonl` in memory (no `--until`) and compares the decisions with
+/// `samples/NAME.decisions.jsonl`, which `UPDATE_EXPECT=1` rewrites first.
+fn replay_sample(name: &str) -> (String, handoff::answers::replay::Summary) {
+    let log = std::fs::read_to_string(sample(&format!("{name}.jsonl"))).unwrap();
     let (out, notes, summary) = handoff::answers::replay::replay_str(&log, None);
-    let expected_path = sample("week.decisions.jsonl");
+    let expected_path = sample(&format!("{name}.decisions.jsonl"));
     if std::env::var_os("UPDATE_EXPECT").is_some() {
         std::fs::write(&expected_path, &out).unwrap();
     }
     let expected = std::fs::read_to_string(&expected_path).unwrap();
-    assert_eq!(out, expected, "replay of samples/week.jsonl changed");
+    assert_eq!(out, expected, "replay of samples/{name}.jsonl changed");
+    assert!(!summary.failed(), "{notes:?}");
+    (out, summary)
+}
+
+#[test]
+fn sample_week_gives_the_expected_decisions() {
+    let (_, summary) = replay_sample("week");
     // The sample is clean: one redelivered message, and three reports that change nothing
     // (a late hold report, a stale release notice, a hold reported expired before it
     // began); nothing refused.
-    assert!(!summary.failed(), "{notes:?}");
     assert_eq!(summary.duplicates, 1);
     assert_eq!(summary.no_effect, 3);
 }
 
+/// The sequester (samples/README.md, "The sequester"): forty decisions, derived by hand
+/// there before the replay confirmed them. The log runs past every 180-day deadline it
+/// sets (its last events are in October 2013), so it is replayed without `--until`, and
+/// no timer is left: replaying it to the end of 2014 decides nothing more.
 #[test]
-fn sample_week_exercises_every_rule() {
-    let out = std::fs::read_to_string(sample("week.decisions.jsonl")).unwrap();
-    let seen: BTreeSet<String> = out
-        .lines()
+fn sample_sequester_gives_the_expected_decisions() {
+    let (out, summary) = replay_sample("sequester");
+    assert_eq!(summary.events, 43);
+    assert_eq!(summary.decisions, 40);
+    assert_eq!(summary.duplicates, 0);
+    assert_eq!(summary.no_effect, 0);
+    let log = std::fs::read_to_string(sample("sequester.jsonl")).unwrap();
+    let until = "2014-12-31T00:00:00Z".parse().unwrap();
+    let (later, _, _) = handoff::answers::replay::replay_str(&log, Some(until));
+    assert_eq!(
+        later, out,
+        "a timer was left pending at the end of the sequester"
+    );
+}
+
+/// The rules a sample's expected decisions name.
+fn rules_of(name: &str) -> BTreeSet<String> {
+    let out = std::fs::read_to_string(sample(&format!("{name}.decisions.jsonl"))).unwrap();
+    out.lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
             v["data"]["rule"].as_str().unwrap().to_owned()
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn samples_together_exercise_every_rule() {
+    let week = rules_of("week");
+    let sequester = rules_of("sequester");
     let missing: Vec<&str> = Rule::ALL
         .iter()
         .map(|r| r.as_str())
-        .filter(|r| !seen.contains(*r))
+        .filter(|r| !week.contains(*r) && !sequester.contains(*r))
         .collect();
     assert!(
         missing.is_empty(),
-        "rules not exercised by the sample: {missing:?}"
+        "rules exercised by neither sample: {missing:?}"
+    );
+    // The sequester is the sample of ICE's detention reviews: it exercises every R6 rule
+    // by itself.
+    let r6: Vec<&str> = Rule::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .filter(|r| r.starts_with("R6."))
+        .collect();
+    assert_eq!(r6, ["R6.1", "R6.2", "R6.3"]);
+    let missing: Vec<&&str> = r6.iter().filter(|r| !sequester.contains(**r)).collect();
+    assert!(
+        missing.is_empty(),
+        "R6 rules not exercised by the sequester: {missing:?}"
     );
 }
 
 /// `handoff replay [FLAGS] samples/week.jsonl`, which must succeed.
 fn replay_week(flags: &[&str]) -> std::process::Output {
+    replay_file("week.jsonl", flags)
+}
+
+/// `handoff replay [FLAGS] samples/FILE`, which must succeed.
+fn replay_file(file: &str, flags: &[&str]) -> std::process::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
         .arg("replay")
         .args(flags)
-        .arg(sample("week.jsonl"))
+        .arg(sample(file))
         .output()
         .unwrap();
     assert!(
@@ -78,6 +129,15 @@ fn cli_replays_the_sample_week() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("week.jsonl:55: duplicate"), "{stderr}");
+}
+
+#[test]
+fn cli_replays_the_sequester() {
+    let out = replay_file("sequester.jsonl", &[]);
+    let expected = std::fs::read_to_string(sample("sequester.decisions.jsonl")).unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
+    // Nothing to note: no duplicate, nothing without effect, nothing refused.
+    assert_eq!(String::from_utf8(out.stderr).unwrap(), "");
 }
 
 /// `handoff replay --parties`: each decision exactly as without the flag, plus a last
@@ -188,7 +248,12 @@ fn cli_reports_bad_lines_with_their_number_and_exits_non_zero() {
 
 #[test]
 fn cli_validate_accepts_samples_and_decisions() {
-    for file in ["week.jsonl", "week.decisions.jsonl"] {
+    for file in [
+        "week.jsonl",
+        "week.decisions.jsonl",
+        "sequester.jsonl",
+        "sequester.decisions.jsonl",
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
             .arg("validate")
             .arg(sample(file))

@@ -16,9 +16,10 @@ use crate::answers::replay::{Seen, note_for};
 use crate::edge::wire::{self, format_time};
 use handoff_core::engine::Engine;
 use handoff_core::model::{
-    Answer, Basis, Custodian, Decision, DecisionBody, Event, EventBody, Party, Placement, Rule,
+    Answer, Basis, Custodian, Decision, DecisionBody, Event, EventBody, Factor, Party, Placement,
+    Rule,
 };
-use handoff_core::why::{ClaimFacts, DetainerFacts, Why};
+use handoff_core::why::{ClaimFacts, DetainerFacts, Order, Why};
 
 /// One line of a timeline.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -277,7 +278,26 @@ fn summarize(engine: &Engine, e: &Event) -> String {
         EventBody::CapacityUpdated {
             funded_beds,
             occupied_beds,
-        } => format!("ICE capacity: {occupied_beds} of {funded_beds} funded beds occupied"),
+        } => format!(
+            "ICE capacity: {} of {} funded beds occupied",
+            thousands(*occupied_beds),
+            thousands(*funded_beds)
+        ),
+        EventBody::RemovalStatus {
+            country,
+            foreseeable,
+            ..
+        } => format!(
+            "ICE removal status: to {country}, removal {} in the reasonably foreseeable future",
+            if *foreseeable {
+                "expected"
+            } else {
+                "not expected"
+            }
+        ),
+        EventBody::ReleaseFactor { factor: f, .. } => {
+            format!("ICE verifies a humanitarian factor: {}", factor(*f))
+        }
     }
 }
 
@@ -494,13 +514,109 @@ fn facts(engine: &Engine, d: &Decision) -> String {
                     criminal_status.map_or("none (no detainer)", |s| s.as_str()),
                     match beds {
                         None => "ICE capacity unknown".to_owned(),
-                        Some(b) => format!("{} of {} funded beds occupied", b.occupied, b.funded),
+                        Some(b) => format!(
+                            "{} of {} funded beds occupied",
+                            thousands(b.occupied),
+                            thousands(b.funded)
+                        ),
                     },
                 ),
                 _ => ("?", "?".to_owned()),
             };
             format!("ICE holds the person; criminal status {status}; {beds}")
         }
+        Rule::R6_1 | Rule::R6_2 | Rule::R6_3 => review(d, why),
+    }
+}
+
+/// The facts of an R6 detention review, from its [`Why::Review`]: what the rule weighed
+/// (beds for R6.1, the removal status and detention start for R6.2, the humanitarian
+/// factor for R6.3), then the rest of what ICE had reported about the person; for a
+/// funding review, also who came next and which criterion of the order put this person
+/// first ("R6.1: occupancy 41,620 over 41,500 funded beds; criminal status none; ...").
+fn review(d: &Decision, why: &Why) -> String {
+    let rule = d.rule;
+    let Why::Review(r) = why else {
+        return "ICE detention review".to_owned();
+    };
+    let mut parts = Vec::new();
+    if let (Rule::R6_1, Some(b)) = (rule, &r.beds) {
+        parts.push(format!(
+            "occupancy {} over {} funded beds",
+            thousands(b.occupied),
+            thousands(b.funded)
+        ));
+    }
+    if rule == Rule::R6_3 && r.detained_since.is_none() {
+        parts.push("placed in ATD in place of R4.2's placement".to_owned());
+    }
+    parts.push(format!(
+        "criminal status {}",
+        r.criminal_status
+            .map_or("none (no detainer)", |s| s.as_str())
+    ));
+    parts.push(match r.factor {
+        Some(f) => format!("humanitarian factor: {}", factor(f)),
+        None => "no humanitarian factor".to_owned(),
+    });
+    parts.push(match &r.removal {
+        Some(removal) if removal.foreseeable => {
+            format!("removal foreseeable ({})", removal.country)
+        }
+        Some(removal) => format!("removal not foreseeable ({})", removal.country),
+        None => "no removal status".to_owned(),
+    });
+    if let Some(since) = &r.detained_since {
+        parts.push(format!("detained since {}", format_time(since)));
+        if rule == Rule::R6_2 {
+            let reached = *since + handoff_core::engine::PROLONGED;
+            parts.push(if d.caused_by.starts_with("timer:") {
+                format!("180 days of detention reached at {}", format_time(&reached))
+            } else {
+                format!(
+                    "180 days of detention had passed already (at {})",
+                    format_time(&reached)
+                )
+            });
+        }
+    }
+    if rule == Rule::R6_1 {
+        parts.push(match &r.ahead_of {
+            Some(a) => format!(
+                "first in review order, before {} ({})",
+                a.person_id,
+                match a.by {
+                    Order::CriminalStatus => "charged: none comes first",
+                    Order::Factor => "no humanitarian factor",
+                    Order::Removal => "removal foreseeable or unknown",
+                    Order::DetainedLonger => "detained since later",
+                    Order::PersonId => "detained as long: by person id",
+                }
+            ),
+            None => "the only detained person a funding review may move".to_owned(),
+        });
+    }
+    parts.join("; ")
+}
+
+/// A count with thousands separators: 41,500.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A humanitarian factor in words.
+fn factor(f: Factor) -> &'static str {
+    match f {
+        Factor::Medical => "medical",
+        Factor::PrimaryCaretaker => "primary caretaker of children",
     }
 }
 
