@@ -27,10 +27,12 @@ log="$out/generated.jsonl"
   --format html > "$out/ddor-generated-week.html"
 "$bin" report capacity "$log" --format html > "$out/capacity-generated.html"
 "$bin" report capacity samples/week.jsonl --format html > "$out/capacity-sample-week.html"
+"$bin" report capacity samples/sequester.jsonl --format html > "$out/capacity-sequester.html"
 
 status=0
 for html in "$out"/ddor-sample-week.html "$out"/ddor-generated-week.html \
-            "$out"/capacity-generated.html "$out"/capacity-sample-week.html; do
+            "$out"/capacity-generated.html "$out"/capacity-sample-week.html \
+            "$out"/capacity-sequester.html; do
   png="${html%.html}.png"
   rm -f "$png"
   profile=$(mktemp -d)

@@ -50,17 +50,33 @@ with charts."
         #[arg(long, value_enum, default_value = "journal", long_help = RULES_HELP)]
         rules: Rules,
     },
-    /// ICE detention: occupancy against funded beds day by day, placements, ATD, cost.
+    /// ICE detention: occupancy against funded beds day by day, placements, ATD, the
+    /// detention reviews (R6) and what their moves to ATD avoided, cost.
     #[command(long_about = "ICE detention capacity over the log: occupancy against \
-funded beds at the end of each day, placements by basis, Alternatives to Detention by \
-monitoring type, and the daily cost of detention at a rate per bed-day (default 122 USD, \
-ICE's 2013 estimate). HTML is one self-contained file with a line chart.")]
+funded beds at the end of each day, placements by kind (every R4 and R6 kind), \
+Alternatives to Detention by monitoring type, and the daily cost of detention at a rate per \
+bed-day (default 122 USD, ICE's 2013 estimate).\n\n\
+ICE's detention reviews (R6): the moves out of detention to ATD by basis \
+(capacity_review R6.1, prolonged_detention R6.2, humanitarian R6.3) day by day, and the \
+bed-days and dollars they avoided: for each person moved, the time from the move until \
+they leave ICE's custody, are detained again, or the report's end clock (the clock of the \
+last event), in fractional days of 24 hours, times --rate. With --atd-rate, the cost of \
+those days on ATD and the net saving; without it the ATD cost is not counted. Also, day \
+by day, the detained people whose removal is not foreseeable and of them those detained \
+more than 180 days (R6.2 should leave none).\n\n\
+HTML is one self-contained file with a line chart on which the days of funding reviews \
+(R6.1) are marked.")]
     Capacity {
         /// The log to read; `-` reads standard input.
         log: PathBuf,
-        /// Cost of one bed for one day, in USD.
-        #[arg(long, default_value_t = DEFAULT_RATE_USD)]
+        /// Cost of one bed for one day, in USD (also prices the bed-days the moves to ATD
+        /// avoided).
+        #[arg(long, value_name = "USD", default_value_t = DEFAULT_RATE_USD)]
         rate: f64,
+        /// Cost of one day on Alternatives to Detention, in USD: adds the ATD cost of the
+        /// moves and the net saving. No default: without it the ATD cost is not counted.
+        #[arg(long, value_name = "USD")]
+        atd_rate: Option<f64>,
         #[arg(long, value_enum, default_value = "json")]
         format: Format,
         /// Which rules decide a journal: the journal's (refusing other rules), or current.
@@ -96,6 +112,7 @@ pub fn run(Args { report }: Args) -> anyhow::Result<Ended> {
         ReportCommand::Capacity {
             log,
             rate,
+            atd_rate,
             format,
             rules,
         } => {
@@ -103,9 +120,18 @@ pub fn run(Args { report }: Args) -> anyhow::Result<Ended> {
                 rate.is_finite() && rate >= 0.0,
                 "--rate must be a non-negative number"
             );
+            if let Some(a) = atd_rate {
+                anyhow::ensure!(
+                    a.is_finite() && a >= 0.0,
+                    "--atd-rate must be a non-negative number"
+                );
+            }
             let (reader, progress) = open(&log)?;
             let name = log.display().to_string();
             let mut capacity = Capacity::new(rate);
+            if let Some(a) = atd_rate {
+                capacity = capacity.with_atd_rate(a);
+            }
             let summary = replay::run_with(&mut engine, reader, None, rules, |e, seen| {
                 capacity.observe(e, &seen);
                 Ok(())

@@ -122,9 +122,27 @@ pub(crate) struct Series<'a> {
     pub values: Vec<f64>,
 }
 
+/// A mark on one x label of a line chart (for example a day on which something happened):
+/// its index among the labels and the text shown when pointed at.
+pub(crate) struct Marker {
+    pub index: usize,
+    pub title: String,
+}
+
+/// The colour of a line chart's markers.
+const MARKER_COLOR: &str = "#cf222e";
+
 /// A line chart as inline SVG over equally spaced x labels (for example days), with a
-/// legend. The y axis runs from the smallest to the largest value shown.
-pub(crate) fn line_chart(title: &str, x_labels: &[String], series: &[Series<'_>]) -> String {
+/// legend. The y axis runs from the smallest to the largest value shown. `markers`, when
+/// given, is a legend name and the marked labels: each is a small triangle above the plot
+/// with a faint line down through it, so that hundreds of them still leave the lines
+/// readable; several on one label draw as one.
+pub(crate) fn line_chart(
+    title: &str,
+    x_labels: &[String],
+    series: &[Series<'_>],
+    markers: Option<(&str, &[Marker])>,
+) -> String {
     let (width, height) = (720.0, 320.0);
     // The right margin leaves room for half of the last x label, centred on its point.
     let (left, right, top, bottom) = (70.0, 45.0, 30.0, 40.0);
@@ -182,6 +200,37 @@ viewBox=\"0 0 {width} {height}\"><title>{}</title>\
             tx = left + 180.0 * k as f64 + 16.0,
         );
     }
+    if let Some((name, marks)) = markers.filter(|(_, m)| !m.is_empty()) {
+        let lx = left + 180.0 * series.len() as f64;
+        let _ = write!(
+            out,
+            "<path d=\"M{a} 9 L{b} 9 L{c} 19 Z\" fill=\"{MARKER_COLOR}\"/><text x=\"{tx}\" y=\"18\">{}</text>",
+            escape(name),
+            a = lx,
+            b = lx + 12.0,
+            c = lx + 6.0,
+            tx = lx + 16.0,
+        );
+        let mut drawn: Option<usize> = None;
+        for m in marks.iter().filter(|m| m.index < x_labels.len()) {
+            if drawn == Some(m.index) {
+                continue;
+            }
+            drawn = Some(m.index);
+            let mx = x(m.index);
+            let _ = write!(
+                out,
+                "<g><title>{t}</title><line x1=\"{mx:.1}\" y1=\"{top}\" x2=\"{mx:.1}\" y2=\"{bottom}\" \
+stroke=\"{MARKER_COLOR}\" stroke-opacity=\"0.3\" stroke-dasharray=\"3 3\"/>\
+<path d=\"M{l:.1} {ty} L{r:.1} {ty} L{mx:.1} {top} Z\" fill=\"{MARKER_COLOR}\"/></g>",
+                t = escape(&m.title),
+                bottom = top + plot_h,
+                l = mx - 4.0,
+                r = mx + 4.0,
+                ty = top - 7.0,
+            );
+        }
+    }
     out.push_str("</svg>\n");
     out
 }
@@ -210,8 +259,18 @@ mod tests {
                     color: "#000",
                     values: vec![1.0, 2.0],
                 }],
+                Some((
+                    "m",
+                    &[Marker {
+                        index: 1,
+                        title: "<m>".to_owned(),
+                    }],
+                )),
             ),
         );
+        // The marker is drawn, its text escaped.
+        assert!(html.contains("<title>&lt;m&gt;</title>"));
+        assert!(!html.contains("<m>"));
         for needle in ["http://", "https://", "<script", "<link", "@import"] {
             let hits = html.matches(needle).count();
             // The SVG namespace is an identifier, not a fetch.
