@@ -1,24 +1,73 @@
-//! What-if replay: what a log would have decided had some jurisdictions' policies been
-//! different for a while. The overrides act on the event stream, never on the engine, which
-//! stays the single authority on the rules: real `jurisdiction.policy.updated` events inside an
-//! override's window are rewritten, and a synthetic policy event is injected at each window
-//! edge. `diff` feeds the log as is and the rewritten stream to two engines side by side, step
-//! by step, and writes only the people whose decisions differ, so its memory is that of two
-//! replays.
+//! What-if replay: what a log would have decided had some jurisdictions' policies, or ICE's
+//! funded beds, been different for a while. The overrides act on the event stream, never on
+//! the engine, which stays the single authority on the rules: real events inside an
+//! override's window are rewritten (`jurisdiction.policy.updated` for a policy override,
+//! `ice.capacity.updated` for a funded-beds override), and a synthetic event of the same
+//! type is injected at each window edge. `diff` feeds the log as is and the rewritten stream
+//! to two engines side by side, step by step, and writes only the people whose decisions
+//! differ, so its memory is that of two replays (and of two accounts of the moves to ATD,
+//! one small entry per person detained or moved).
+//!
+//! The overrides file is a JSON array; each entry is one of:
+//!
+//! - a policy override, `{"jurisdiction_id", "from"?, "to"?, "honors_detainers"?,
+//!   "return_agreement"?}`: for clock times in `[from, to)` the jurisdiction's policy has
+//!   the fields given (at least one);
+//! - a funded-beds override, `{"funded_beds", "from"?, "to"?}`: for clock times in
+//!   `[from, to)` ICE's funded beds are `funded_beds`, either a whole number of beds
+//!   (`{"funded_beds": 30000}`) or a change in percent of the funded beds ICE reported
+//!   (`{"funded_beds": {"percent": -10}}`, a 10% cut; at least -100). The percentage is of
+//!   the latest real report's `funded_beds` (from the log, duplicates ignored), rounded to
+//!   the nearest bed (halves away from zero).
+//!
+//! Times are RFC 3339 with an offset; `from` absent is the start of the log, `to` absent its
+//! end. For example, a 10% cut of ICE's funded beds from 1 March 2013, and Travis County
+//! honoring detainers for January 2017:
+//!
+//! ```json
+//! [{"funded_beds": {"percent": -10}, "from": "2013-03-01T00:00:00Z"},
+//!  {"jurisdiction_id": "tx-travis-county", "from": "2017-01-01T00:00:00Z",
+//!   "to": "2017-02-01T00:00:00Z", "honors_detainers": true}]
+//! ```
 //!
 //! The readings taken where the question leaves room:
 //! - A jurisdiction's effective policy at an edge is its latest real policy (from the log,
 //!   duplicates ignored) with the fields of every override active after the edge replacing the
 //!   real ones. A jurisdiction the log has not described yet is taken as the ICD takes it (no
 //!   detainers honoured, no agreement), named by its id, in state `ZZ`.
+//! - ICE's capacity at an edge is an `ice.capacity.updated` whose `funded_beds` is the
+//!   latest real report's with the override active after the edge applied (at a `to` edge
+//!   with none active: the real figure again), and whose `occupied_beds` is the occupancy
+//!   the what-if world's engine counts at that moment, after the timers due by then have
+//!   fired (read, not changed: a report of the occupancy it already has, so that no
+//!   detention or move since the real report is forgotten). Like every capacity report it
+//!   sets off a funding review (R6.1): a cut that leaves occupancy over the funded beds
+//!   moves people to ATD at the edge. Before the log's first real capacity report an edge
+//!   injects nothing (no occupancy is known to report; the engine detains while no capacity
+//!   is known, R4.2); the override then applies to the real reports inside its window as
+//!   they come.
+//! - A real capacity report inside a funded-beds window has its `funded_beds` replaced (a
+//!   percentage of its own figure). With a funded-beds override in the file, every real
+//!   report, inside a window or not, also has its `occupied_beds` lowered by the beds the log
+//!   as it is occupies beyond the what-if world (or raised by those it occupies fewer), as
+//!   both worlds stood after the previous event (at least 0): ICE counted the people of the
+//!   real world, and without this a report would put back in beds everyone a cut moved out,
+//!   and the next review would move as many again. So `replay --policy` with a funded-beds
+//!   override replays the log as it is beside the what-if world, as `diff` does. With policy
+//!   overrides only, real reports are kept as they are.
 //! - Window edges are injected just before the first log event whose clock time (never earlier
 //!   than the clock so far) is at or after the edge. At the same time, windows that end go
 //!   before windows that start. An override without `from` starts at the first event, or at the
 //!   earliest explicit edge if that comes sooner. Edges after the last event are injected only
 //!   with `until`, and only those at or before it: without `until` a replay does not advance
 //!   the clock past the log, and neither does a what-if replay.
-//! - Two overrides of the same jurisdiction whose windows overlap may not set the same field;
-//!   `parse_overrides` rejects them, so at any moment each field has at most one override.
+//! - Two overrides of the same jurisdiction whose windows overlap may not set the same field,
+//!   and two funded-beds overrides may not overlap at all; `parse_overrides` rejects them, so
+//!   at any moment each field has at most one override.
+//! - `diff` also counts, in each world, the moves to ATD out of detention by R6 rule and the
+//!   bed-days they avoided, as `handoff report capacity` counts them (from the move until the
+//!   person leaves ICE's custody, is detained again, or the world's end clock); the command
+//!   line prices them.
 
 use std::borrow::Cow;
 use std::io::{self, BufRead, Write};
@@ -27,6 +76,7 @@ use hashbrown::{HashMap, HashSet};
 use serde::{Deserialize, Deserializer};
 
 use crate::answers::replay::{Lines, Note, ReadError, Summary, note_for, write_decisions};
+use crate::answers::report::capacity::{ReviewTotals, ReviewTracker};
 use crate::edge::envelope::{self, Invalid};
 use crate::edge::wire;
 use crate::journal::control::{OtherRules, Rules};
@@ -42,10 +92,20 @@ pub(crate) const UNTIL: &str = "until";
 /// The state given to a jurisdiction the log has not described (no real state exists to keep).
 pub(crate) const UNKNOWN_STATE: &str = "ZZ";
 
-/// One override: for clock times in [from, to), the jurisdiction's policy has these fields.
+/// One entry of the overrides file: see the module documentation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Override {
+    /// A jurisdiction's policy fields for a window.
+    Policy(PolicyOverride),
+    /// ICE's funded beds for a window.
+    FundedBeds(BedsOverride),
+}
+
+/// A policy override: for clock times in [from, to), the jurisdiction's policy has these
+/// fields.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Override {
+pub struct PolicyOverride {
     pub jurisdiction_id: String,
     /// Absent: from the beginning of the log.
     #[serde(default, deserialize_with = "optional_time")]
@@ -57,22 +117,74 @@ pub struct Override {
     pub return_agreement: Option<bool>,
 }
 
+/// A funded-beds override: for clock times in [from, to), ICE's funded beds are these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BedsOverride {
+    /// Absent: from the beginning of the log.
+    pub from: Option<Time>,
+    /// Absent: to the end of the log.
+    pub to: Option<Time>,
+    pub funded_beds: FundedBeds,
+}
+
+/// What a funded-beds override sets the funded beds to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FundedBeds {
+    /// This many beds.
+    Beds(u64),
+    /// The reported funded beds changed by this percentage (at least -100).
+    Percent(f64),
+}
+
+impl FundedBeds {
+    /// The funded beds in place of `reported`: rounded to the nearest bed, halves away from
+    /// zero, never below zero.
+    pub fn apply(self, reported: u64) -> u64 {
+        match self {
+            FundedBeds::Beds(n) => n,
+            FundedBeds::Percent(p) => {
+                let beds = (reported as f64 * (100.0 + p) / 100.0).round();
+                // A float to integer cast saturates: at least 0, at most u64::MAX.
+                beds as u64
+            }
+        }
+    }
+}
+
 impl Override {
+    /// The window's start (`None`: the start of the log).
+    pub fn from(&self) -> Option<Time> {
+        match self {
+            Override::Policy(p) => p.from,
+            Override::FundedBeds(b) => b.from,
+        }
+    }
+
+    /// The window's end (`None`: the end of the log).
+    pub fn to(&self) -> Option<Time> {
+        match self {
+            Override::Policy(p) => p.to,
+            Override::FundedBeds(b) => b.to,
+        }
+    }
+
     /// Whether the windows of `self` and `other` share a moment.
     fn overlaps(&self, other: &Override) -> bool {
-        let starts_before_other_ends = match (self.from, other.to) {
+        let starts_before_other_ends = match (self.from(), other.to()) {
             (Some(from), Some(to)) => from < to,
             _ => true,
         };
-        let other_starts_before_self_ends = match (other.from, self.to) {
+        let other_starts_before_self_ends = match (other.from(), self.to()) {
             (Some(from), Some(to)) => from < to,
             _ => true,
         };
         starts_before_other_ends && other_starts_before_self_ends
     }
+}
 
+impl PolicyOverride {
     /// Whether `self` and `other` set a field in common.
-    fn shares_a_field(&self, other: &Override) -> bool {
+    fn shares_a_field(&self, other: &PolicyOverride) -> bool {
         (self.honors_detainers.is_some() && other.honors_detainers.is_some())
             || (self.return_agreement.is_some() && other.return_agreement.is_some())
     }
@@ -95,11 +207,82 @@ fn optional_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Time>, D::Err
         .transpose()
 }
 
-/// Parses an overrides file: a JSON array of [`Override`], times RFC 3339 with an offset. An
-/// entry that overrides nothing, has `from` >= `to`, has an invalid `jurisdiction_id`, or sets
-/// a field that an earlier entry for the same jurisdiction sets for an overlapping window is
-/// rejected; every message names the entry as `overrides[i]`, counting from 0 as the synthetic
-/// event ids do.
+/// A funded-beds entry as written, before its `funded_beds` is read.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBeds {
+    funded_beds: serde_json::Value,
+    #[serde(default, deserialize_with = "optional_time")]
+    from: Option<Time>,
+    #[serde(default, deserialize_with = "optional_time")]
+    to: Option<Time>,
+}
+
+/// The fields of a policy override, which a funded-beds entry may not have.
+const POLICY_FIELDS: [&str; 3] = ["jurisdiction_id", "honors_detainers", "return_agreement"];
+
+/// Reads `funded_beds`: a whole number of beds, or `{"percent": P}` with P at least -100.
+fn funded_beds(value: &serde_json::Value) -> Result<FundedBeds, String> {
+    const WHAT: &str = "funded_beds must be a whole number of beds (0 or more) or                         {\"percent\": P}, a change in percent of the reported funded beds";
+    match value {
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .map(FundedBeds::Beds)
+            .ok_or_else(|| format!("{WHAT}, not {n}")),
+        serde_json::Value::Object(o) => {
+            if let Some(other) = o.keys().find(|k| k.as_str() != "percent") {
+                return Err(format!("{WHAT}: unknown field `{other}`"));
+            }
+            let p = o
+                .get("percent")
+                .ok_or_else(|| format!("{WHAT}: `percent` is missing"))?;
+            let p = p
+                .as_f64()
+                .ok_or_else(|| format!("{WHAT}: percent must be a number, not {p}"))?;
+            if !p.is_finite() || p < -100.0 {
+                return Err(format!(
+                    "funded_beds: percent {p} is less than -100 (a cut cannot take away more \
+                     than every bed)"
+                ));
+            }
+            Ok(FundedBeds::Percent(p))
+        }
+        other => Err(format!("{WHAT}, not {other}")),
+    }
+}
+
+/// Reads one entry of the overrides file (without the checks across entries).
+fn parse_entry(item: serde_json::Value) -> Result<Override, String> {
+    let serde_json::Value::Object(fields) = &item else {
+        return Err(format!(
+            "expected an object (a policy or a funded_beds override), not {item}"
+        ));
+    };
+    if !fields.contains_key("funded_beds") {
+        return PolicyOverride::deserialize(item)
+            .map(Override::Policy)
+            .map_err(|e| e.to_string());
+    }
+    if let Some(f) = POLICY_FIELDS.iter().find(|f| fields.contains_key(**f)) {
+        return Err(format!(
+            "sets funded_beds and `{f}`: an entry overrides either ICE's funded beds or a \
+             jurisdiction's policy; give them as separate entries"
+        ));
+    }
+    let raw = RawBeds::deserialize(item).map_err(|e| e.to_string())?;
+    Ok(Override::FundedBeds(BedsOverride {
+        from: raw.from,
+        to: raw.to,
+        funded_beds: funded_beds(&raw.funded_beds)?,
+    }))
+}
+
+/// Parses an overrides file: a JSON array of [`Override`] (see the module documentation),
+/// times RFC 3339 with an offset. An entry that is neither a policy nor a funded-beds
+/// override, overrides nothing, mixes the two, has `from` >= `to`, has an invalid
+/// `jurisdiction_id` or `funded_beds`, or overlaps an earlier entry that sets the same thing
+/// (the same field of the same jurisdiction; the funded beds) is rejected; every message
+/// names the entry as `overrides[i]`, counting from 0 as the synthetic event ids do.
 pub fn parse_overrides(json: &str) -> Result<Vec<Override>, String> {
     let value: serde_json::Value =
         serde_json::from_str(json).map_err(|e| format!("overrides: not JSON: {e}"))?;
@@ -108,21 +291,24 @@ pub fn parse_overrides(json: &str) -> Result<Vec<Override>, String> {
     };
     let mut overrides: Vec<Override> = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        let o = Override::deserialize(item).map_err(|e| format!("overrides[{i}]: {e}"))?;
-        if !is_jurisdiction_id(&o.jurisdiction_id) {
-            return Err(format!(
-                "overrides[{i}]: jurisdiction_id {:?} is not a jurisdiction id (lowercase \
-                 letters, digits, '_' and '-', 2 to 63 characters, starting with a letter or \
-                 digit)",
-                o.jurisdiction_id
-            ));
+        let o = parse_entry(item).map_err(|e| format!("overrides[{i}]: {e}"))?;
+        if let Override::Policy(p) = &o {
+            if !is_jurisdiction_id(&p.jurisdiction_id) {
+                return Err(format!(
+                    "overrides[{i}]: jurisdiction_id {:?} is not a jurisdiction id (lowercase \
+                     letters, digits, '_' and '-', 2 to 63 characters, starting with a letter \
+                     or digit)",
+                    p.jurisdiction_id
+                ));
+            }
+            if p.honors_detainers.is_none() && p.return_agreement.is_none() {
+                return Err(format!(
+                    "overrides[{i}]: changes nothing: give honors_detainers, return_agreement \
+                     or both (or funded_beds, for ICE's funded beds)"
+                ));
+            }
         }
-        if o.honors_detainers.is_none() && o.return_agreement.is_none() {
-            return Err(format!(
-                "overrides[{i}]: changes nothing: give honors_detainers, return_agreement or both"
-            ));
-        }
-        if let (Some(from), Some(to)) = (o.from, o.to)
+        if let (Some(from), Some(to)) = (o.from(), o.to())
             && from >= to
         {
             return Err(format!(
@@ -131,20 +317,44 @@ pub fn parse_overrides(json: &str) -> Result<Vec<Override>, String> {
                 wire::format_time(&to)
             ));
         }
-        if let Some(j) = overrides.iter().position(|earlier| {
-            earlier.jurisdiction_id == o.jurisdiction_id
-                && earlier.overlaps(&o)
-                && earlier.shares_a_field(&o)
-        }) {
-            return Err(format!(
-                "overrides[{i}]: overlaps overrides[{j}] for {} and sets the same field; \
-                 split the windows so that each field has one override at a time",
-                o.jurisdiction_id
-            ));
+        if let Some(j) = overrides
+            .iter()
+            .position(|earlier| earlier.overlaps(&o) && sets_the_same(earlier, &o))
+        {
+            return Err(match &o {
+                Override::Policy(p) => format!(
+                    "overrides[{i}]: overlaps overrides[{j}] for {} and sets the same field; \
+                     split the windows so that each field has one override at a time",
+                    p.jurisdiction_id
+                ),
+                Override::FundedBeds(_) => format!(
+                    "overrides[{i}]: overlaps overrides[{j}], which also sets funded_beds; \
+                     split the windows so that one funded_beds override applies at a time"
+                ),
+            });
         }
         overrides.push(o);
     }
     Ok(overrides)
+}
+
+/// Whether any override sets ICE's funded beds.
+fn has_funded_beds(overrides: &[Override]) -> bool {
+    overrides
+        .iter()
+        .any(|o| matches!(o, Override::FundedBeds(_)))
+}
+
+/// Whether two overrides set something in common: a field of the same jurisdiction's
+/// policy, or ICE's funded beds.
+fn sets_the_same(a: &Override, b: &Override) -> bool {
+    match (a, b) {
+        (Override::Policy(a), Override::Policy(b)) => {
+            a.jurisdiction_id == b.jurisdiction_id && a.shares_a_field(b)
+        }
+        (Override::FundedBeds(_), Override::FundedBeds(_)) => true,
+        _ => false,
+    }
 }
 
 /// Which edge of a window. Ends sort before starts, so that at a shared moment a window closes
@@ -168,8 +378,8 @@ impl EdgeKind {
 /// override's index.
 type Edge = (Option<Time>, EdgeKind, usize);
 
-/// The stream transformation: decides where synthetic policy events go and rewrites real policy
-/// events.
+/// The stream transformation: decides where synthetic events go and rewrites real policy and
+/// capacity events.
 struct Rewriter<'o> {
     overrides: &'o [Override],
     /// Every window edge in injection order.
@@ -180,6 +390,11 @@ struct Rewriter<'o> {
     active: Vec<bool>,
     /// The latest real policy of each overridden jurisdiction, as the log gave it.
     real: HashMap<String, Policy>,
+    /// The latest real `ice.capacity.updated`, as the log gave it: (funded, occupied).
+    real_capacity: Option<(u64, u64)>,
+    /// Whether there is a funded-beds override: then real capacity reports are shifted by
+    /// the beds the what-if world has freed or taken (see [`Rewriter::rewrite`]).
+    adjusts: bool,
     /// The clock as the engine keeps it for the log's events: the latest clock time of a
     /// non-duplicate event.
     clock: Option<Time>,
@@ -189,8 +404,8 @@ impl<'o> Rewriter<'o> {
     fn new(overrides: &'o [Override]) -> Self {
         let mut edges: Vec<Edge> = Vec::with_capacity(2 * overrides.len());
         for (i, o) in overrides.iter().enumerate() {
-            edges.push((o.from, EdgeKind::From, i));
-            if let Some(to) = o.to {
+            edges.push((o.from(), EdgeKind::From, i));
+            if let Some(to) = o.to() {
                 edges.push((Some(to), EdgeKind::To, i));
             }
         }
@@ -201,6 +416,8 @@ impl<'o> Rewriter<'o> {
             next: 0,
             active: vec![false; overrides.len()],
             real: HashMap::new(),
+            real_capacity: None,
+            adjusts: has_funded_beds(overrides),
             clock: None,
         }
     }
@@ -212,8 +429,10 @@ impl<'o> Rewriter<'o> {
         self.clock.map_or(t, |c| c.max(t))
     }
 
-    /// The next synthetic event due at or before `horizon`, if any. Call until it gives `None`.
-    fn next_due(&mut self, horizon: Time) -> Option<Event> {
+    /// The next window edge due at or before `horizon`, if any, with its time; it is taken
+    /// (the override's window opens or closes). Call until it gives `None`, passing each to
+    /// [`Rewriter::synthetic`].
+    fn next_edge(&mut self, horizon: Time) -> Option<(Time, EdgeKind, usize)> {
         let &(time, kind, index) = self.edges.get(self.next)?;
         let time = match time {
             Some(t) if t > horizon => return None,
@@ -226,7 +445,60 @@ impl<'o> Rewriter<'o> {
         };
         self.next += 1;
         self.active[index] = kind == EdgeKind::From;
-        let jurisdiction_id = &self.overrides[index].jurisdiction_id;
+        Some((time, kind, index))
+    }
+
+    /// Whether an edge is a funded-beds override's: its synthetic report needs the what-if
+    /// world's occupancy.
+    fn is_beds(&self, index: usize) -> bool {
+        matches!(self.overrides[index], Override::FundedBeds(_))
+    }
+
+    /// The synthetic event of an edge from [`Rewriter::next_edge`]: a policy event, or a
+    /// capacity report of `occupied` beds (the what-if world's occupancy at the edge). `None`
+    /// for a funded-beds edge before the log's first real capacity report, or without an
+    /// occupancy: no occupancy is known to report.
+    fn synthetic(
+        &self,
+        (time, kind, index): (Time, EdgeKind, usize),
+        occupied: Option<u64>,
+    ) -> Option<Event> {
+        let body = match &self.overrides[index] {
+            Override::Policy(o) => self.policy_at_edge(&o.jurisdiction_id),
+            Override::FundedBeds(_) => {
+                let (Some((funded, _)), Some(occupied)) = (self.real_capacity, occupied) else {
+                    return None;
+                };
+                EventBody::CapacityUpdated {
+                    funded_beds: self.funded(funded),
+                    occupied_beds: occupied,
+                }
+            }
+        };
+        Some(Event {
+            source: SOURCE.to_owned(),
+            id: format!("override-{index}-{}", kind.name()),
+            time,
+            received: None,
+            body,
+        })
+    }
+
+    /// The next synthetic event due at or before `horizon` in a world whose occupancy is
+    /// `occupied` (for tests of the edges; `drive` settles the timers first).
+    #[cfg(test)]
+    fn next_due(&mut self, horizon: Time, occupied: Option<u64>) -> Option<Event> {
+        while let Some(edge) = self.next_edge(horizon) {
+            if let Some(e) = self.synthetic(edge, occupied) {
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    /// The policy event of a jurisdiction at an edge: its latest real policy (or the ICD's
+    /// default) with the open overrides applied.
+    fn policy_at_edge(&self, jurisdiction_id: &str) -> EventBody {
         let (name, state, mut honors_detainers, mut return_agreement) =
             match self.real.get(jurisdiction_id) {
                 Some(p) => (
@@ -236,7 +508,7 @@ impl<'o> Rewriter<'o> {
                     p.return_agreement,
                 ),
                 None => (
-                    jurisdiction_id.clone(),
+                    jurisdiction_id.to_owned(),
                     UNKNOWN_STATE.to_owned(),
                     false,
                     false,
@@ -247,19 +519,13 @@ impl<'o> Rewriter<'o> {
             &mut honors_detainers,
             &mut return_agreement,
         );
-        Some(Event {
-            source: SOURCE.to_owned(),
-            id: format!("override-{index}-{}", kind.name()),
-            time,
-            received: None,
-            body: EventBody::PolicyUpdated {
-                jurisdiction_id: jurisdiction_id.clone(),
-                name,
-                state,
-                honors_detainers,
-                return_agreement,
-            },
-        })
+        EventBody::PolicyUpdated {
+            jurisdiction_id: jurisdiction_id.to_owned(),
+            name,
+            state,
+            honors_detainers,
+            return_agreement,
+        }
     }
 
     /// Applies the fields of every open override of `jurisdiction_id`.
@@ -268,41 +534,89 @@ impl<'o> Rewriter<'o> {
             .overrides
             .iter()
             .zip(&self.active)
-            .filter(|(o, active)| **active && o.jurisdiction_id == jurisdiction_id)
+            .filter(|(_, active)| **active)
         {
-            o.apply(honors, agreement);
+            if let Override::Policy(o) = o
+                && o.jurisdiction_id == jurisdiction_id
+            {
+                o.apply(honors, agreement);
+            }
         }
     }
 
+    /// The funded beds in place of `reported` under the open funded-beds override, if any
+    /// (`parse_overrides` lets at most one be open at a time).
+    fn funded(&self, reported: u64) -> u64 {
+        self.overrides
+            .iter()
+            .zip(&self.active)
+            .find_map(|(o, active)| match o {
+                Override::FundedBeds(b) if *active => Some(b.funded_beds.apply(reported)),
+                _ => None,
+            })
+            .unwrap_or(reported)
+    }
+
     /// The event the engine should see: a real policy event of an overridden jurisdiction
-    /// inside a window gets the override's fields; every other field, and every other event, is
-    /// kept as it is.
-    fn rewrite<'e>(&self, event: &'e Event) -> Cow<'e, Event> {
-        let EventBody::PolicyUpdated {
-            jurisdiction_id,
-            honors_detainers,
-            return_agreement,
-            ..
-        } = &event.body
-        else {
-            return Cow::Borrowed(event);
-        };
-        let (mut honors, mut agreement) = (*honors_detainers, *return_agreement);
-        self.apply_active(jurisdiction_id, &mut honors, &mut agreement);
-        if (honors, agreement) == (*honors_detainers, *return_agreement) {
-            return Cow::Borrowed(event);
+    /// inside a window gets the override's fields, a real capacity report inside a funded-beds
+    /// window the override's funded beds; every other field, and every other event, is kept as
+    /// it is, except that with a funded-beds override every real capacity report's
+    /// `occupied_beds` is less `divergence` (the beds the log as it is occupies beyond the
+    /// what-if world, as both stood before the report; at least 0), so that a report ICE
+    /// made in the real world does not put back in beds the people the what-if moved out.
+    fn rewrite<'e>(&self, event: &'e Event, divergence: Option<i128>) -> Cow<'e, Event> {
+        match &event.body {
+            EventBody::PolicyUpdated {
+                jurisdiction_id,
+                honors_detainers,
+                return_agreement,
+                ..
+            } => {
+                let (mut honors, mut agreement) = (*honors_detainers, *return_agreement);
+                self.apply_active(jurisdiction_id, &mut honors, &mut agreement);
+                if (honors, agreement) == (*honors_detainers, *return_agreement) {
+                    return Cow::Borrowed(event);
+                }
+                let mut rewritten = event.clone();
+                if let EventBody::PolicyUpdated {
+                    honors_detainers,
+                    return_agreement,
+                    ..
+                } = &mut rewritten.body
+                {
+                    *honors_detainers = honors;
+                    *return_agreement = agreement;
+                }
+                Cow::Owned(rewritten)
+            }
+            EventBody::CapacityUpdated {
+                funded_beds,
+                occupied_beds,
+            } => {
+                let funded = self.funded(*funded_beds);
+                let occupied = match divergence {
+                    Some(d) if self.adjusts => {
+                        let o = i128::from(*occupied_beds) - d;
+                        u64::try_from(o.max(0)).unwrap_or(u64::MAX)
+                    }
+                    _ => *occupied_beds,
+                };
+                if (funded, occupied) == (*funded_beds, *occupied_beds) {
+                    return Cow::Borrowed(event);
+                }
+                let mut rewritten = event.clone();
+                if let EventBody::CapacityUpdated {
+                    funded_beds,
+                    occupied_beds,
+                } = &mut rewritten.body
+                {
+                    *funded_beds = funded;
+                    *occupied_beds = occupied;
+                }
+                Cow::Owned(rewritten)
+            }
+            _ => Cow::Borrowed(event),
         }
-        let mut rewritten = event.clone();
-        if let EventBody::PolicyUpdated {
-            honors_detainers,
-            return_agreement,
-            ..
-        } = &mut rewritten.body
-        {
-            *honors_detainers = honors;
-            *return_agreement = agreement;
-        }
-        Cow::Owned(rewritten)
     }
 
     /// Records a log event the engine has processed (`duplicate` when it was ignored as one):
@@ -313,6 +627,13 @@ impl<'o> Rewriter<'o> {
         }
         let t = event.clock_time();
         self.clock = Some(self.clock.map_or(t, |c| c.max(t)));
+        if let EventBody::CapacityUpdated {
+            funded_beds,
+            occupied_beds,
+        } = &event.body
+        {
+            self.real_capacity = Some((*funded_beds, *occupied_beds));
+        }
         if let EventBody::PolicyUpdated {
             jurisdiction_id,
             name,
@@ -323,7 +644,7 @@ impl<'o> Rewriter<'o> {
             && self
                 .overrides
                 .iter()
-                .any(|o| &o.jurisdiction_id == jurisdiction_id)
+                .any(|o| matches!(o, Override::Policy(p) if &p.jurisdiction_id == jurisdiction_id))
         {
             self.real.insert(
                 jurisdiction_id.clone(),
@@ -340,7 +661,14 @@ impl<'o> Rewriter<'o> {
 
 /// What the transformed stream shows its consumer, in order.
 trait Sink {
-    /// A synthetic policy event at a window edge.
+    /// Before a synthetic capacity report at `at`: fires the timers due by then in every world
+    /// the sink keeps, showing their decisions as caused by the edge `id`, and gives the
+    /// what-if world's occupancy after them (`None`: it knows no capacity).
+    fn settle(&mut self, at: Time, id: &str) -> io::Result<Option<u64>>;
+    /// The beds the log as it is occupies beyond the what-if world, as both stand now;
+    /// `None` when the sink does not keep the log as it is, or no capacity is known.
+    fn divergence(&self) -> Option<i128>;
+    /// A synthetic event at a window edge.
     fn injected(&mut self, event: &Event) -> io::Result<()>;
     /// A valid log event as it is and as the what-if world sees it; returns whether the engine
     /// took it for a duplicate.
@@ -380,17 +708,13 @@ fn drive<R: BufRead, S: Sink>(
             }
         };
         let horizon = rewriter.horizon(&event);
-        while let Some(synthetic) = rewriter.next_due(horizon) {
-            sink.injected(&synthetic)?;
-        }
-        let rewritten = rewriter.rewrite(&event);
+        inject(&mut rewriter, sink, horizon)?;
+        let rewritten = rewriter.rewrite(&event, sink.divergence());
         let duplicate = sink.event(line, &event, &rewritten)?;
         rewriter.handled(&event, duplicate);
     }
     if let Some(until) = until {
-        while let Some(synthetic) = rewriter.next_due(until) {
-            sink.injected(&synthetic)?;
-        }
+        inject(&mut rewriter, sink, until)?;
         sink.end(until)?;
     }
     Ok(Read {
@@ -400,23 +724,70 @@ fn drive<R: BufRead, S: Sink>(
     })
 }
 
-/// The sink of `replay_with`: one engine, decisions out, notes for log lines only.
+/// Injects every window edge due at or before `horizon`. A funded-beds edge first settles
+/// the timers due by its time, so that its report gives the occupancy after them.
+fn inject<S: Sink>(rewriter: &mut Rewriter<'_>, sink: &mut S, horizon: Time) -> io::Result<()> {
+    while let Some(edge) = rewriter.next_edge(horizon) {
+        let (time, kind, index) = edge;
+        let occupied = if rewriter.is_beds(index) {
+            sink.settle(time, &format!("override-{index}-{}", kind.name()))?
+        } else {
+            None
+        };
+        if let Some(synthetic) = rewriter.synthetic(edge, occupied) {
+            sink.injected(&synthetic)?;
+        }
+    }
+    Ok(())
+}
+
+/// The sink of `replay_with`: one engine, decisions out, notes for log lines only; with a
+/// funded-beds override, the log as it is in a second engine beside it (`real`), only to
+/// know how many beds the what-if world has freed or taken.
 struct ReplaySink<W, N> {
     engine: Engine,
+    real: Option<Engine>,
     out: W,
     buf: Vec<u8>,
     note: N,
     summary: Summary,
 }
 
+/// `before`'s occupancy less `after`'s, when both know a capacity.
+fn divergence(before: &Engine, after: &Engine) -> Option<i128> {
+    let (_, b) = before.capacity()?;
+    let (_, a) = after.capacity()?;
+    Some(i128::from(b) - i128::from(a))
+}
+
 impl<W: Write, N: FnMut(u64, Note)> Sink for ReplaySink<W, N> {
+    fn settle(&mut self, at: Time, _id: &str) -> io::Result<Option<u64>> {
+        if let Some(real) = self.real.as_mut() {
+            real.fire(at);
+        }
+        let decisions = self.engine.fire(at);
+        self.summary.decisions += decisions.len() as u64;
+        write_decisions(&decisions, &mut self.buf, &mut self.out)?;
+        Ok(self.engine.capacity().map(|(_, occupied)| occupied))
+    }
+
+    fn divergence(&self) -> Option<i128> {
+        divergence(self.real.as_ref()?, &self.engine)
+    }
+
     fn injected(&mut self, event: &Event) -> io::Result<()> {
+        if let Some(real) = self.real.as_mut() {
+            real.fire(event.time);
+        }
         let step = self.engine.handle(event);
         self.summary.decisions += step.decisions.len() as u64;
         write_decisions(&step.decisions, &mut self.buf, &mut self.out)
     }
 
-    fn event(&mut self, line: u64, _original: &Event, rewritten: &Event) -> io::Result<bool> {
+    fn event(&mut self, line: u64, original: &Event, rewritten: &Event) -> io::Result<bool> {
+        if let Some(real) = self.real.as_mut() {
+            real.handle(original);
+        }
         let step = self.engine.handle(rewritten);
         self.summary.count(&step.outcome);
         self.summary.decisions += step.decisions.len() as u64;
@@ -454,6 +825,7 @@ pub fn replay_with<R: BufRead, W: Write>(
 ) -> Result<Summary, ReadError> {
     let mut sink = ReplaySink {
         engine: Engine::new(),
+        real: has_funded_beds(overrides).then(Engine::new),
         out,
         buf: Vec::with_capacity(4096),
         note,
@@ -471,6 +843,11 @@ pub fn replay_with<R: BufRead, W: Write>(
 /// Counts for one `diff` run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DiffSummary {
+    /// The moves to ATD out of detention (R6) of the log as it is, and the time they kept
+    /// people out of a bed, counted as `handoff report capacity` counts them.
+    pub reviews_before: ReviewTotals,
+    /// The same in the what-if world.
+    pub reviews_after: ReviewTotals,
     /// Valid events in the log (duplicates included; synthetic events not).
     pub events: u64,
     /// Distinct people with at least one diff line.
@@ -530,6 +907,9 @@ struct DiffSink<W> {
     summary: DiffSummary,
     /// The people with a diff line so far, to count them once.
     changed: HashSet<String>,
+    /// The moves to ATD of each world.
+    reviews_before: ReviewTracker,
+    reviews_after: ReviewTracker,
 }
 
 impl<W: Write> DiffSink<W> {
@@ -595,20 +975,46 @@ fn json_string(s: &str, out: &mut Vec<u8>) {
 }
 
 impl<W: Write> Sink for DiffSink<W> {
+    fn settle(&mut self, at: Time, id: &str) -> io::Result<Option<u64>> {
+        let before = self.before.fire(at);
+        let after = self.after.fire(at);
+        self.reviews_before.step(None, self.before.clock(), &before);
+        self.reviews_after.step(None, self.after.clock(), &after);
+        self.compare(at, id, &before, &after)?;
+        Ok(self.after.capacity().map(|(_, occupied)| occupied))
+    }
+
+    fn divergence(&self) -> Option<i128> {
+        divergence(&self.before, &self.after)
+    }
+
     fn injected(&mut self, event: &Event) -> io::Result<()> {
         // Every handle fires the timers due by its clock first, so firing `before` to the edge
         // fires exactly the timers the synthetic event fires in `after`.
         let before = self.before.fire(event.time);
-        let after = self.after.handle(event).decisions;
-        self.compare(event.time, &event.id, &before, &after)
+        let step = self.after.handle(event);
+        self.reviews_before.step(None, self.before.clock(), &before);
+        if step.outcome != Outcome::Duplicate {
+            self.reviews_after
+                .step(Some(event), self.after.clock(), &step.decisions);
+        }
+        self.compare(event.time, &event.id, &before, &step.decisions)
     }
 
     fn event(&mut self, _line: u64, original: &Event, rewritten: &Event) -> io::Result<bool> {
         self.summary.events += 1;
-        let before = self.before.handle(original).decisions;
+        let before = self.before.handle(original);
         let step = self.after.handle(rewritten);
+        if before.outcome != Outcome::Duplicate {
+            self.reviews_before
+                .step(Some(original), self.before.clock(), &before.decisions);
+        }
+        if step.outcome != Outcome::Duplicate {
+            self.reviews_after
+                .step(Some(rewritten), self.after.clock(), &step.decisions);
+        }
         let at = self.after.clock().unwrap_or_else(|| original.clock_time());
-        self.compare(at, &original.id, &before, &step.decisions)?;
+        self.compare(at, &original.id, &before.decisions, &step.decisions)?;
         Ok(step.outcome == Outcome::Duplicate)
     }
 
@@ -619,6 +1025,8 @@ impl<W: Write> Sink for DiffSink<W> {
     fn end(&mut self, until: Time) -> io::Result<()> {
         let before = self.before.fire(until);
         let after = self.after.fire(until);
+        self.reviews_before.step(None, self.before.clock(), &before);
+        self.reviews_after.step(None, self.after.clock(), &after);
         self.compare(until, UNTIL, &before, &after)
     }
 }
@@ -628,7 +1036,9 @@ impl<W: Write> Sink for DiffSink<W> {
 /// "after": [decisions]}`. `at` is the clock time of the step, `caused_by` the id of the log
 /// event, the synthetic event's id (`override-<i>-from` or `override-<i>-to`), or `until`.
 /// Decisions are compared without their `id`, and written whole. Invalid lines are skipped
-/// silently (`replay` reports them). The log is read under `rules`, as replay reads it.
+/// silently (`replay` reports them). The log is read under `rules`, as replay reads it. The
+/// summary also gives each world's moves to ATD (R6) and the time on ATD after them, to the
+/// end clock of each world's engine.
 pub fn diff<R: BufRead, W: Write>(
     input: R,
     until: Option<Time>,
@@ -643,11 +1053,15 @@ pub fn diff<R: BufRead, W: Write>(
         buf: Vec::with_capacity(4096),
         summary: DiffSummary::default(),
         changed: HashSet::new(),
+        reviews_before: ReviewTracker::default(),
+        reviews_after: ReviewTracker::default(),
     };
     let read = drive(input, until, rules, overrides, &mut sink)?;
     sink.out.flush()?;
     let mut summary = sink.summary;
     summary.people_changed = sink.changed.len() as u64;
+    summary.reviews_before = sink.reviews_before.finish_totals(sink.before.clock());
+    summary.reviews_after = sink.reviews_after.finish_totals(sink.after.clock());
     summary.other_rules = read.other_rules;
     Ok(summary)
 }
@@ -709,7 +1123,16 @@ mod tests {
     }
 
     fn window(j: &str, from: Option<&str>, to: Option<&str>, honors: Option<bool>) -> Override {
-        Override {
+        Override::Policy(policy_window(j, from, to, honors))
+    }
+
+    fn policy_window(
+        j: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+        honors: Option<bool>,
+    ) -> PolicyOverride {
+        PolicyOverride {
             jurisdiction_id: j.to_owned(),
             from: from.map(t),
             to: to.map(t),
@@ -728,14 +1151,16 @@ mod tests {
         )];
         let mut r = Rewriter::new(&overrides);
         let e1 = capacity_event("e1", "2017-01-01T00:00:00Z");
-        assert_eq!(r.next_due(r.horizon(&e1)), None);
+        assert_eq!(r.next_due(r.horizon(&e1), None), None);
         r.handled(&e1, false);
         // An event earlier than the clock counts at the clock: still before the edge.
         let e2 = capacity_event("e2", "2016-12-01T00:00:00Z");
-        assert_eq!(r.next_due(r.horizon(&e2)), None);
+        assert_eq!(r.next_due(r.horizon(&e2), None), None);
         r.handled(&e2, false);
         let e3 = capacity_event("e3", "2017-01-02T00:00:00Z");
-        let s = r.next_due(r.horizon(&e3)).expect("the from edge is due");
+        let s = r
+            .next_due(r.horizon(&e3), None)
+            .expect("the from edge is due");
         assert_eq!(
             (s.source.as_str(), s.id.as_str(), s.time),
             (SOURCE, "override-0-from", t("2017-01-02T00:00:00Z"))
@@ -745,16 +1170,18 @@ mod tests {
             body_fields(&s),
             ("tx-travis-county", "tx-travis-county", "ZZ", true, false)
         );
-        assert_eq!(r.next_due(r.horizon(&e3)), None);
+        assert_eq!(r.next_due(r.horizon(&e3), None), None);
         r.handled(&e3, false);
         let e4 = capacity_event("e4", "2017-01-05T00:00:00Z");
-        let s = r.next_due(r.horizon(&e4)).expect("the to edge is due");
+        let s = r
+            .next_due(r.horizon(&e4), None)
+            .expect("the to edge is due");
         assert_eq!(s.id, "override-0-to");
         assert_eq!(
             body_fields(&s),
             ("tx-travis-county", "tx-travis-county", "ZZ", false, false)
         );
-        assert_eq!(r.next_due(r.horizon(&e4)), None);
+        assert_eq!(r.next_due(r.horizon(&e4), None), None);
     }
 
     #[test]
@@ -763,9 +1190,9 @@ mod tests {
         let overrides = [window(j, None, Some("2017-01-10T00:00:00Z"), Some(true))];
         let mut r = Rewriter::new(&overrides);
         let e1 = policy_event("e1", "2017-01-05T00:00:00Z", j, false, true);
-        let s = r.next_due(r.horizon(&e1)).expect("the start edge");
+        let s = r.next_due(r.horizon(&e1), None).expect("the start edge");
         assert_eq!(s.time, t("2017-01-05T00:00:00Z"));
-        let rewritten = r.rewrite(&e1);
+        let rewritten = r.rewrite(&e1, None);
         assert!(matches!(rewritten, Cow::Owned(_)));
         assert_eq!(
             body_fields(&rewritten),
@@ -778,11 +1205,11 @@ mod tests {
         r.handled(&e1, false);
         // The to edge restores the real policy, name and state included.
         let e2 = capacity_event("e2", "2017-01-11T00:00:00Z");
-        let s = r.next_due(r.horizon(&e2)).expect("the to edge");
+        let s = r.next_due(r.horizon(&e2), None).expect("the to edge");
         assert_eq!(body_fields(&s), (j, "Test County", "TX", false, true));
         // Outside the window nothing is rewritten.
         let e3 = policy_event("e3", "2017-01-12T00:00:00Z", j, false, false);
-        assert!(matches!(r.rewrite(&e3), Cow::Borrowed(_)));
+        assert!(matches!(r.rewrite(&e3, None), Cow::Borrowed(_)));
     }
 
     #[test]
@@ -790,16 +1217,16 @@ mod tests {
         let j = "tx-travis-county";
         let overrides = [
             window(j, Some("2017-01-01T00:00:00Z"), None, Some(true)),
-            Override {
+            Override::Policy(PolicyOverride {
                 return_agreement: Some(true),
-                ..window(j, None, None, None)
-            },
+                ..policy_window(j, None, None, None)
+            }),
         ];
         let mut r = Rewriter::new(&overrides);
         let e1 = capacity_event("e1", "2017-02-01T00:00:00Z");
         let h = r.horizon(&e1);
-        let first = r.next_due(h).unwrap();
-        let second = r.next_due(h).unwrap();
+        let first = r.next_due(h, None).unwrap();
+        let second = r.next_due(h, None).unwrap();
         assert_eq!(
             (first.id.as_str(), first.time),
             ("override-1-from", t("2017-01-01T00:00:00Z"))
@@ -816,7 +1243,7 @@ mod tests {
             (body_fields(&second).3, body_fields(&second).4),
             (true, true)
         );
-        assert_eq!(r.next_due(h), None);
+        assert_eq!(r.next_due(h, None), None);
     }
 
     #[test]
