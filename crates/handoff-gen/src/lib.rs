@@ -92,6 +92,19 @@ const HOLD: i64 = handoff_core::engine::HOLD_LIMIT.num_seconds();
 const BOP_SOURCE: &str = "urn:agency:bop:sentry";
 const ICE_SOURCE: &str = "urn:agency:ice:eagle";
 
+/// Countries of removal (ISO 3166-1 alpha-2), whether they often refuse or cannot take
+/// returns (then ICE's removal is mostly not foreseeable), and their weight.
+const COUNTRIES: [((&str, bool), u64); 8] = [
+    (("MX", false), 450),
+    (("GT", false), 170),
+    (("HN", false), 130),
+    (("SV", false), 90),
+    (("IN", false), 40),
+    (("CU", true), 40),
+    (("VE", true), 40),
+    (("LA", true), 40),
+];
+
 /// The heap slot of ICE's recurring capacity update.
 const CAPACITY_SLOT: u32 = u32::MAX;
 /// The heap slot of the recurring policy change of some jurisdiction.
@@ -427,6 +440,11 @@ enum Act {
     HoldExpired(u16),
     /// `ice.custody.assumed`, from this custodian.
     Assumed(Cust),
+    /// `ice.removal.status`: the country (an index into [`COUNTRIES`]) and whether ICE
+    /// expects to remove the person there in the foreseeable future (R6.2).
+    Removal { country: u8, foreseeable: bool },
+    /// `ice.release.factor`: `medical` when true, else `primary_caretaker` (R6.3).
+    Factor { medical: bool },
     /// No event: the first-refusal offer's `respond_by` passes (R1.9).
     OfferLapses,
     /// No event: the hold's `hold_until` passes (R3.5).
@@ -726,6 +744,8 @@ struct World<W: Write> {
     next_writ: u64,
     funded: i64,
     occupied: i64,
+    /// A funding cut in force: when it ends, and the funded beds to restore then.
+    cut: Option<(i64, i64)>,
     /// The number of distinct people wanted, and the number started so far.
     people: u64,
     started: u64,
@@ -796,6 +816,7 @@ impl<W: Write> World<W> {
             next_writ: 0,
             funded: 41_500,
             occupied: 40_900,
+            cut: None,
             people: cfg.people.max(1),
             started: 0,
             target_lines: cfg.events / 100 * 95 + cfg.events % 100 * 95 / 100,
@@ -891,10 +912,25 @@ impl<W: Write> World<W> {
     }
 
     /// `ice.capacity.updated`: occupancy wanders around the funded number of beds, so that
-    /// ICE is sometimes under and sometimes at or over capacity.
+    /// ICE is sometimes under and sometimes at or over capacity. Now and then funding is cut
+    /// by 8 to 12 percent (as in March 2013), which sets off a funding review (R6.1), and
+    /// restored 10 to 40 days later.
     fn capacity_event(&mut self, t: i64) -> io::Result<()> {
-        if self.rng.chance(20) {
-            self.funded = (self.funded + self.rng.range(-1_500, 1_500)).clamp(38_000, 45_000);
+        match self.cut {
+            Some((until, before)) if t >= until => {
+                self.funded = before;
+                self.cut = None;
+            }
+            Some(_) => {}
+            None if self.rng.chance(15) => {
+                let before = self.funded;
+                self.funded -= before * self.rng.range(8, 12) / 100;
+                self.cut = Some((t + self.rng.range(10 * DAY, 40 * DAY), before));
+            }
+            None if self.rng.chance(20) => {
+                self.funded = (self.funded + self.rng.range(-1_500, 1_500)).clamp(38_000, 45_000);
+            }
+            None => {}
         }
         let target = self.funded - 300;
         self.occupied += (target - self.occupied) / 8 + self.rng.range(-700, 700);
@@ -1090,8 +1126,32 @@ impl<W: Write> World<W> {
     /// jurisdiction with a return agreement, which brings the person back to it, or
     /// without one).
     fn plan_ice(&mut self, p: &mut Person, t0: i64) {
-        let u = self.rng.below(1000);
         let mut t = t0;
+        // What ICE's detention reviews weigh (R6): where removal stands, for one person
+        // in four, and now and then a humanitarian factor.
+        if self.rng.chance(250) {
+            let country = self.rng.weighted(&COUNTRIES) as u8;
+            let refuses = COUNTRIES[usize::from(country)].0.1;
+            let foreseeable = !self.rng.chance(if refuses { 850 } else { 30 });
+            p.push(
+                t,
+                Act::Removal {
+                    country,
+                    foreseeable,
+                },
+            );
+            t += self.rng.range(MINUTE, HOUR);
+        }
+        if self.rng.chance(20) {
+            p.push(
+                t,
+                Act::Factor {
+                    medical: self.rng.chance(600),
+                },
+            );
+            t += self.rng.range(MINUTE, HOUR);
+        }
+        let u = self.rng.below(1000);
         if p.det.is_none() && u < 400 {
             p.push(t, Act::Detainer(Cust::Ice));
         } else if p.det.is_some() && u < 200 {
@@ -1245,6 +1305,35 @@ impl<W: Write> World<W> {
         self.reconcile(p);
         match act {
             Act::Detainer(custodian) => self.detainer(p, t, custodian)?,
+            Act::Removal {
+                country,
+                foreseeable,
+            } => {
+                self.out.source(ICE_SOURCE);
+                let b = self.out.begin(t, "ice.removal.status", Some(p.num));
+                kperson(b, p.num);
+                kstr(b, "country", COUNTRIES[usize::from(country)].0.0);
+                key(b, "foreseeable");
+                b.push_str(if foreseeable { "true" } else { "false" });
+                let n = self.out.finish(&mut self.rng)?;
+                self.charge(p, n);
+            }
+            Act::Factor { medical } => {
+                self.out.source(ICE_SOURCE);
+                let b = self.out.begin(t, "ice.release.factor", Some(p.num));
+                kperson(b, p.num);
+                kstr(
+                    b,
+                    "factor",
+                    if medical {
+                        "medical"
+                    } else {
+                        "primary_caretaker"
+                    },
+                );
+                let n = self.out.finish(&mut self.rng)?;
+                self.charge(p, n);
+            }
             Act::Withdraw => {
                 let Some(det) = p.det else { return Ok(()) };
                 self.out.source(ICE_SOURCE);
@@ -1810,6 +1899,8 @@ mod tests {
             "hold.expired" => &["person_id", "detainer_id", "jurisdiction_id"],
             "ice.custody.assumed" => &["person_id", "from"],
             "ice.capacity.updated" => &["funded_beds", "occupied_beds"],
+            "ice.removal.status" => &["person_id", "country", "foreseeable"],
+            "ice.release.factor" => &["person_id", "factor"],
             other => panic!("unknown type {other}"),
         };
         let keys: BTreeSet<&str> = data.keys().map(String::as_str).collect();
@@ -1831,6 +1922,9 @@ mod tests {
                 "decision" => s == "accept" || s == "decline",
                 "kind" => ["ad_prosequendum", "ad_testificandum", "other"].contains(&s),
                 "funded_beds" | "occupied_beds" => val.is_u64(),
+                "country" => s.len() == 2 && s.bytes().all(|c| c.is_ascii_uppercase()),
+                "foreseeable" => val.is_boolean(),
+                "factor" => s == "medical" || s == "primary_caretaker",
                 _ => false,
             };
             assert!(ok, "bad {k} in {line}");
@@ -1923,7 +2017,7 @@ mod tests {
             people.extend(person);
         }
         assert_eq!(lines, 200_000);
-        assert_eq!(types.len(), 12, "{types:?}");
+        assert_eq!(types.len(), 14, "{types:?}");
         assert!(people.len() >= 20_000, "{} people", people.len());
         assert!(people.len() as u64 <= cfg.people);
         assert!((50..=400).contains(&duplicates), "{duplicates} duplicates");
