@@ -353,7 +353,12 @@ fn a_hold_fires_at_hold_until_across_a_crash() {
 fn the_180_days_passing_while_stopped_fire_at_start_up_at_the_deadline() {
     let mut d = Driver::new(start());
     let now = d.now;
-    d.deliver(msg("ice", "i1", now, detainer("D-60", "P-0060", ice(), "none")));
+    d.deliver(msg(
+        "ice",
+        "i1",
+        now,
+        detainer("D-60", "P-0060", ice(), "none"),
+    ));
     d.deliver(msg("ice", "i2", now, assumed("P-0060", ice())));
     d.deliver(msg("ice", "i3", now, removal("P-0060", "VE", false)));
     d.drain();
