@@ -74,4 +74,13 @@ mod tests {
     fn a_person_is_128_bytes_a_size_class_of_the_allocator() {
         assert_eq!(std::mem::size_of::<Person>(), 128);
     }
+
+    /// The rare parts stay as small as before R6: its state (a detention, what ICE
+    /// reported) is boxed again, since most people with rare parts have neither.
+    #[test]
+    fn the_rare_parts_stay_small() {
+        use super::super::person::{Detention, Rare};
+        assert_eq!(std::mem::size_of::<Rare>(), 80);
+        assert!(std::mem::size_of::<Detention>() <= 48);
+    }
 }

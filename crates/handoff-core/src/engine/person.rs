@@ -214,18 +214,46 @@ pub(super) struct Rare {
     pub(super) executed_writs: Few<Arc<str>>,
     /// Offers that are no longer open, to tell a late answer from an unknown one.
     pub(super) closed_offers: Few<(String, OfferEnd)>,
-    /// While ICE detains the person (placed `detain`, not moved since): when detention
-    /// began. Leaving detention frees a bed (R4 occupancy).
-    pub(super) detained_since: Option<Time>,
-    /// While ICE detains the person: the id of the `detain` placement (names the R6.2
-    /// timer).
-    pub(super) detention: Option<String>,
-    /// The 180-day timer of R6.2, while it runs.
-    pub(super) prolonged: Option<super::timers::TimerKey>,
-    /// The latest `ice.removal.status` (R6).
+    /// While ICE detains the person (placed `detain`, not moved since). Leaving detention
+    /// frees a bed (R4 occupancy). Boxed, like `reported`: both are rare even here.
+    pub(super) detention: Option<Box<Detention>>,
+    /// What ICE reported of the person for its detention reviews (R6).
+    pub(super) reported: Option<Box<Reported>>,
+}
+
+/// What ICE reported of a person for its detention reviews (R6).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Reported {
+    /// The latest `ice.removal.status`.
     pub(super) removal: Option<crate::why::Removal>,
-    /// The humanitarian factor ICE reported (R6.3).
+    /// The humanitarian factor ICE verified (R6.3).
     pub(super) factor: Option<crate::model::Factor>,
+}
+
+impl Rare {
+    pub(super) fn factor(&self) -> Option<crate::model::Factor> {
+        self.reported.as_ref()?.factor
+    }
+
+    pub(super) fn removal(&self) -> Option<&crate::why::Removal> {
+        self.reported.as_ref()?.removal.as_ref()
+    }
+
+    /// What ICE reported, created on first write.
+    pub(super) fn reported_mut(&mut self) -> &mut Reported {
+        self.reported.get_or_insert_with(Default::default)
+    }
+}
+
+/// ICE's detention of a person, from an R4.2 `detain` until they leave detention. Kept
+/// small: a ten-million-event history holds hundreds of thousands of them.
+#[derive(Debug, Clone)]
+pub(super) struct Detention {
+    pub(super) since: Time,
+    /// The id of the `detain` placement (a UUID, as its 16 bytes): it names the R6.2 timer.
+    pub(super) placement: [u8; 16],
+    /// The R6.2 timer's sequence number while it runs; its deadline is `since` + 180 days.
+    pub(super) prolonged: Option<std::num::NonZeroU64>,
 }
 
 impl Person {
@@ -311,7 +339,7 @@ impl Person {
 
     /// When ICE's detention of the person began, while it detains them.
     pub(super) fn detained_since(&self) -> Option<Time> {
-        self.rare.as_ref().and_then(|r| r.detained_since)
+        self.rare.as_ref()?.detention.as_ref().map(|d| d.since)
     }
 
     /// Whether a writ with this id was issued before (pending or executed).

@@ -82,7 +82,7 @@ impl Engine {
         if placement == Placement::Detain {
             // Detention begins: a bed is taken (R6.1 reviews if that is one too many),
             // and the 180-day clock of R6.2 starts if removal is not foreseeable.
-            self.detention_began(now, person_id, id);
+            self.detention_began(now, person_id, &id);
             self.funding_review(emit);
             self.prolonged_check(now, person_id, emit);
         }

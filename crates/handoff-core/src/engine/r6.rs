@@ -9,12 +9,15 @@
 //! one `O(log n)` step per person moved, and the index is never larger than the number
 //! of people detained. The 180-day timer is data like the others (`TimerKind::Prolonged`).
 
+use std::num::NonZeroU64;
+
 use chrono::TimeDelta;
 use compact_str::CompactString;
+use uuid::Uuid;
 
 use super::Engine;
 use super::custody::{Cause, Emitter};
-use super::person::Person;
+use super::person::{Detention, Person};
 use super::timers::TimerKind;
 use crate::model::{
     Basis, CriminalStatus, Decision, DecisionBody, Factor, Monitoring, Placement, Rule, Time,
@@ -59,7 +62,7 @@ impl ReviewKey {
 /// The person's review key, if ICE detains them and a funding review may move them.
 pub(super) fn review_key(p: &Person) -> Option<ReviewKey> {
     let rare = p.rare.as_ref()?;
-    let detained_since = rare.detained_since?;
+    let detained_since = rare.detention.as_ref()?.since;
     let charged = match p.latest_status.unwrap_or(CriminalStatus::None) {
         CriminalStatus::None => 0,
         CriminalStatus::Charged => 1,
@@ -67,8 +70,8 @@ pub(super) fn review_key(p: &Person) -> Option<ReviewKey> {
     };
     Some(ReviewKey {
         charged,
-        no_factor: rare.factor.is_none(),
-        removal_expected: rare.removal.as_ref().is_none_or(|r| r.foreseeable),
+        no_factor: rare.factor().is_none(),
+        removal_expected: rare.removal().is_none_or(|r| r.foreseeable),
         detained_since,
         person_id: p.id.clone(),
     })
@@ -107,11 +110,15 @@ impl Engine {
     /// ICE begins to detain the person (an R4.2 `detain`, decided as `decision_id`): a bed
     /// is taken, the person enters the review index, and the 180-day timer starts if
     /// removal is already known not to be foreseeable.
-    pub(super) fn detention_began(&mut self, now: Time, person_id: &str, decision_id: String) {
-        let p = self.person_mut(person_id);
-        let rare = p.rare_mut();
-        rare.detained_since = Some(now);
-        rare.detention = Some(decision_id);
+    pub(super) fn detention_began(&mut self, now: Time, person_id: &str, decision_id: &str) {
+        let placement = *Uuid::parse_str(decision_id)
+            .expect("decision ids are UUIDs")
+            .as_bytes();
+        self.person_mut(person_id).rare_mut().detention = Some(Box::new(Detention {
+            since: now,
+            placement,
+            prolonged: None,
+        }));
         if let Some(key) = self.people.get(person_id).and_then(review_key) {
             self.review.insert(key);
         }
@@ -128,19 +135,14 @@ impl Engine {
             return false;
         };
         let key = review_key(p);
-        let Some(rare) = p.rare.as_mut() else {
+        let Some(detention) = p.rare.as_mut().and_then(|r| r.detention.take()) else {
             return false;
         };
-        if rare.detained_since.take().is_none() {
-            return false;
-        }
-        rare.detention = None;
-        let timer = rare.prolonged.take();
         if let Some(k) = key {
             self.review.remove(&k);
         }
-        if let Some(t) = timer {
-            self.cancel_timer(&t);
+        if let Some(seq) = detention.prolonged {
+            self.cancel_timer(&(detention.since + PROLONGED, seq.get()));
         }
         if let Some(c) = self.capacity.as_mut() {
             c.occupied = c.occupied.saturating_sub(1);
@@ -210,9 +212,9 @@ impl Engine {
         let rare = p.rare.as_ref();
         Review {
             criminal_status: p.latest_status,
-            factor: rare.and_then(|r| r.factor),
-            removal: rare.and_then(|r| r.removal.clone()),
-            detained_since: rare.and_then(|r| r.detained_since),
+            factor: rare.and_then(|r| r.factor()),
+            removal: rare.and_then(|r| r.removal().cloned()),
+            detained_since: rare.and_then(|r| r.detention.as_ref()).map(|d| d.since),
             beds,
             ahead_of: None,
         }
@@ -222,7 +224,7 @@ impl Engine {
     /// goes to ATD at once.
     pub(super) fn release_factor(&mut self, person_id: &str, factor: Factor, emit: &mut Emitter) {
         self.reviewed(person_id, |e| {
-            e.person_mut(person_id).rare_mut().factor = Some(factor)
+            e.person_mut(person_id).rare_mut().reported_mut().factor = Some(factor)
         });
         let p = self.person_mut(person_id);
         if p.detained_since().is_some() && p.latest_status != Some(CriminalStatus::Convicted) {
@@ -241,7 +243,7 @@ impl Engine {
     /// factor and is not convicted; then they are placed in ATD on that basis.
     pub(super) fn r6_3_placement(&mut self, person_id: &str, emit: &mut Emitter) -> bool {
         let p = self.person_mut(person_id);
-        let factor = p.rare.as_ref().and_then(|r| r.factor);
+        let factor = p.rare.as_ref().and_then(|r| r.factor());
         if factor.is_none() || p.latest_status == Some(CriminalStatus::Convicted) {
             return false;
         }
@@ -266,7 +268,7 @@ impl Engine {
         emit: &mut Emitter,
     ) {
         self.reviewed(person_id, |e| {
-            e.person_mut(person_id).rare_mut().removal = Some(removal)
+            e.person_mut(person_id).rare_mut().reported_mut().removal = Some(removal)
         });
         self.prolonged_check(now, person_id, emit);
     }
@@ -279,29 +281,30 @@ impl Engine {
         let Some(rare) = p.rare.as_mut() else {
             return;
         };
-        let Some(since) = rare.detained_since else {
+        let stuck = rare.removal().is_some_and(|r| !r.foreseeable);
+        let Some(detention) = rare.detention.as_mut() else {
             return;
         };
-        let stuck = rare.removal.as_ref().is_some_and(|r| !r.foreseeable);
-        match (stuck, rare.prolonged.take()) {
-            (false, Some(timer)) => self.cancel_timer(&timer),
-            (false, None) => {}
-            (true, Some(timer)) => rare.prolonged = Some(timer),
+        let deadline = detention.since + PROLONGED;
+        match (stuck, detention.prolonged) {
+            (false, Some(seq)) => {
+                detention.prolonged = None;
+                self.cancel_timer(&(deadline, seq.get()));
+            }
+            (false, None) | (true, Some(_)) => {}
+            (true, None) if deadline <= now => self.move_to_atd(
+                person_id,
+                Rule::R6_2,
+                Basis::ProlongedDetention,
+                None,
+                None,
+                emit,
+            ),
             (true, None) => {
-                let deadline = since + PROLONGED;
-                if deadline <= now {
-                    self.move_to_atd(
-                        person_id,
-                        Rule::R6_2,
-                        Basis::ProlongedDetention,
-                        None,
-                        None,
-                        emit,
-                    );
-                } else {
-                    let key = self.set_timer(deadline, person_id, TimerKind::Prolonged);
-                    self.person_mut(person_id).rare_mut().prolonged = Some(key);
-                }
+                let (_, seq) = self.set_timer(deadline, person_id, TimerKind::Prolonged);
+                let d = self.person_mut(person_id).rare_mut().detention.as_mut();
+                d.expect("checked above").prolonged =
+                    Some(NonZeroU64::new(seq).expect("timer sequence numbers start at 1"));
             }
         }
     }
@@ -314,15 +317,13 @@ impl Engine {
         out: &mut Vec<Decision>,
     ) {
         let p = self.person_mut(person_id);
-        let Some(rare) = p.rare.as_mut() else {
+        let Some(detention) = p.rare.as_mut().and_then(|r| r.detention.as_mut()) else {
             return;
         };
-        rare.prolonged = None;
-        let Some(detention) = rare.detention.clone() else {
-            return;
-        };
+        detention.prolonged = None;
+        let placement = Uuid::from_bytes(detention.placement);
         let mut emit = Emitter {
-            cause: Cause::Timer(format!("timer:prolonged:{detention}")),
+            cause: Cause::Timer(format!("timer:prolonged:{placement}")),
             time: deadline,
             n: 0,
             out,
