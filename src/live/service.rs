@@ -403,6 +403,40 @@ async fn wait_for_signal() {
     }
 }
 
+/// Finds which publishers have a queue to be told in (ICD section 4), on a connection of
+/// its own: each missing queue costs a channel the broker closes, which the session's own
+/// connection is spared. Bounded, so that a slow broker cannot hold the session up; when
+/// the check cannot be made, the last answer stands (at the first connection: every
+/// configured publisher), and a warning says so.
+async fn check_readers(core: &mut Core, url: &str, tls: &crate::live::config::TlsMaterial) {
+    let check = async {
+        let conn = amqp::connect(url, tls, "handoff serve (queue check)").await?;
+        let found = amqp::existing_readers(&conn, &core.configured).await;
+        let _ = conn.close(200, "checked".into()).await;
+        found
+    };
+    match tokio::time::timeout(Duration::from_secs(15), check).await {
+        Ok(Ok((readers, missing))) => {
+            for name in &missing {
+                warn!(
+                    agency = %name,
+                    queue = %format!("{}{name}", amqp::AGENCY_QUEUE_PREFIX),
+                    parked_in = %core.config.amqp.unrouted_exchange,
+                    "a publisher has no queue to be told in: decisions it is a party to are parked for it"
+                );
+            }
+            core.readers = Arc::new(readers);
+        }
+        Ok(Err(e)) => warn!(
+            error = %crate::live::publish::redact_url(&e.to_string()),
+            "could not check which publishers have a queue; the last answer stands"
+        ),
+        Err(_) => {
+            warn!("checking which publishers have a queue took over 15 s; the last answer stands")
+        }
+    }
+}
+
 /// One connection's life: declare, republish the outbox, consume until the connection
 /// fails (`Err`) or a shutdown is requested (`Ok`, after the in-flight batches finished).
 async fn session(
@@ -420,6 +454,7 @@ async fn session(
             Some(tls) => ServeError::Tls(tls.to_string()),
             None => ServeError::Amqp(e),
         })?;
+    check_readers(core, url, tls).await;
     let result = session_on(core, &conn, &mut stop).await;
     let _ = tokio::time::timeout(
         Duration::from_secs(5),
@@ -440,16 +475,6 @@ async fn session_on(
         amqp::declare_topology(&ch, &c).await?;
         let _ = ch.close(200, "declared".into()).await;
     }
-    let (readers, missing) = amqp::existing_readers(conn, &core.configured).await?;
-    for name in &missing {
-        warn!(
-            agency = %name,
-            queue = %format!("{}{name}", amqp::AGENCY_QUEUE_PREFIX),
-            parked_in = %c.unrouted_exchange,
-            "a publisher has no queue to be told in: decisions it is a party to are parked for it"
-        );
-    }
-    core.readers = Arc::new(readers);
     let publish = amqp::confirmed_channel(conn).await?;
     // Unroutable decisions are parked on a channel of their own, so that their confirms
     // never interleave with the pipelined ones of the main channel.
