@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::answers::replay::{Seen, note_for};
+use crate::answers::report::capacity::grouped;
 use crate::edge::wire::{self, format_time};
 use handoff_core::engine::Engine;
 use handoff_core::model::{
@@ -280,8 +281,8 @@ fn summarize(engine: &Engine, e: &Event) -> String {
             occupied_beds,
         } => format!(
             "ICE capacity: {} of {} funded beds occupied",
-            thousands(*occupied_beds),
-            thousands(*funded_beds)
+            grouped(*occupied_beds),
+            grouped(*funded_beds)
         ),
         EventBody::RemovalStatus {
             country,
@@ -516,8 +517,8 @@ fn facts(engine: &Engine, d: &Decision) -> String {
                         None => "ICE capacity unknown".to_owned(),
                         Some(b) => format!(
                             "{} of {} funded beds occupied",
-                            thousands(b.occupied),
-                            thousands(b.funded)
+                            grouped(b.occupied),
+                            grouped(b.funded)
                         ),
                     },
                 ),
@@ -543,8 +544,8 @@ fn review(d: &Decision, why: &Why) -> String {
     if let (Rule::R6_1, Some(b)) = (rule, &r.beds) {
         parts.push(format!(
             "occupancy {} over {} funded beds",
-            thousands(b.occupied),
-            thousands(b.funded)
+            grouped(b.occupied),
+            grouped(b.funded)
         ));
     }
     if rule == Rule::R6_3 && r.detained_since.is_none() {
@@ -597,19 +598,6 @@ fn review(d: &Decision, why: &Why) -> String {
         });
     }
     parts.join("; ")
-}
-
-/// A count with thousands separators: 41,500.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// A humanitarian factor in words.

@@ -996,7 +996,7 @@ fn date_or_dash(d: Option<NaiveDate>) -> String {
 }
 
 /// A whole number with thousands separators (`41,502`).
-fn grouped(n: u64) -> String {
+pub(crate) fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
