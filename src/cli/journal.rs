@@ -67,6 +67,39 @@ pub(crate) enum JournalCommand {
     /// before the first one.
     #[command(long_about = REPAIR_ABOUT)]
     Repair(RepairArgs),
+    /// Copy a stream journal (journal.backend = "stream") from RabbitMQ into a file
+    /// journal, for `handoff replay`, `report`, `explain` and `journal verify`.
+    #[command(long_about = EXPORT_ABOUT)]
+    Export(ExportArgs),
+}
+
+const EXPORT_ABOUT: &str = "Copy the journal held in a RabbitMQ stream queue \
+(journal.backend = \"stream\") into a file, as a file journal holds it: every entry that \
+counts, in order, with its checksum, one line each. Entries a writer published twice (after \
+a lost connection) are written once, and entries a fenced-off writer appended after a newer \
+writer took over are left out, as every instance of the service reads the stream. The \
+export stops at the end the stream had when it began; a running writer may append more.\n\n\
+With --out, the latest outbox marks are written beside the file (FILE.published and \
+FILE.dead-lettered), so that the file can also serve as a file journal for `handoff \
+serve`.\n\n\
+Exit status: 0 when exported, 2 when the stream cannot be read (or is damaged).";
+
+/// The arguments of `handoff journal export`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExportArgs {
+    /// The stream queue's name (journal.stream).
+    #[arg(long, value_name = "NAME", default_value = "handoff.journal")]
+    pub stream: String,
+    /// The broker; default: amqp.url of --config, else HANDOFF_AMQP_URL, else the local
+    /// broker as guest.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// A handoff configuration file, for amqp.url and amqp.tls.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Write here (mode 0600) instead of to standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// The arguments of `handoff journal repair`.
@@ -88,6 +121,8 @@ pub(crate) struct RepairArgs {
 pub fn run(Args { command }: Args) -> ExitCode {
     let mut stdout = io::stdout().lock();
     match command {
+        // (Standard output's lock is reentrant: the export may write there too.)
+        JournalCommand::Export(args) => export(args),
         JournalCommand::Verify { file } => match verify(&file) {
             Ok(report) => {
                 let _ = write_report(&report, &mut stdout);
@@ -134,6 +169,102 @@ pub fn run(Args { command }: Args) -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+/// `handoff journal export`.
+fn export(args: ExportArgs) -> ExitCode {
+    let config = match crate::live::config::Config::load(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("handoff journal export: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let url = args.url.clone().unwrap_or_else(|| config.amqp.url.clone());
+    let tls = match config.amqp.tls.load(&url) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("handoff journal export: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("handoff journal export: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut sink: Box<dyn Write> = match &args.out {
+        None => Box::new(io::BufWriter::new(io::stdout().lock())),
+        Some(path) => {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            match options.open(path) {
+                Ok(f) => Box::new(io::BufWriter::new(f)),
+                Err(e) => {
+                    eprintln!(
+                        "handoff journal export: cannot create {}: {e}",
+                        path.display()
+                    );
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let result = runtime.block_on(async {
+        let conn = crate::live::amqp::connect(&url, &tls, "handoff journal export")
+            .await
+            .map_err(|e| crate::live::publish::redact_url(&e.to_string()))?;
+        let exported = crate::journal::stream::export(&conn, &args.stream, &mut *sink)
+            .await
+            .map_err(|e| e.to_string());
+        let _ = conn.close(200, "exported".into()).await;
+        exported
+    });
+    let flushed = sink.flush();
+    drop(sink);
+    match (result, flushed) {
+        (Ok(exported), Ok(())) => {
+            if let (Some(path), Some((published, refused))) = (&args.out, exported.published) {
+                let marks = [
+                    (crate::journal::OutboxMark::beside(path), published),
+                    (crate::journal::OutboxMark::refusals_beside(path), refused),
+                ];
+                for (mark, n) in marks {
+                    if let Err(e) = mark.store(n) {
+                        eprintln!("handoff journal export: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            eprintln!(
+                "handoff journal export: {} entries from stream {} ({} messages skipped: duplicates, fenced entries, outbox marks){}",
+                exported.entries,
+                args.stream,
+                exported.skipped,
+                exported
+                    .published
+                    .map(|(d, r)| format!("; outbox mark: {d} decisions, {r} refusals"))
+                    .unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        (Err(e), _) => {
+            eprintln!("handoff journal export: stream {}: {e}", args.stream);
+            ExitCode::from(2)
+        }
+        (_, Err(e)) => {
+            eprintln!("handoff journal export: writing: {e}");
+            ExitCode::from(2)
         }
     }
 }

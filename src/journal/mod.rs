@@ -27,7 +27,9 @@
 
 pub mod control;
 pub mod feed;
+pub mod fence;
 pub mod read;
+pub mod stream;
 pub mod tool;
 
 use std::fs::{File, OpenOptions};
@@ -121,8 +123,8 @@ fn parse_hex(digits: &[u8]) -> Option<u32> {
     })
 }
 
-/// The small interface the service writes through, so a replicated journal (RabbitMQ
-/// streams) can replace the file later.
+/// The small interface the service writes through: a [`FileJournal`] on one machine, or a
+/// [`stream::StreamJournal`] replicated on the RabbitMQ cluster.
 pub trait Journal: Send {
     /// Appends one event (JSON object text, see [`frame`]) to the pending batch. Not durable yet.
     fn append(&mut self, json: &str);
@@ -137,6 +139,35 @@ pub trait Journal: Send {
     /// Whether no entry is durable yet.
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The journal the service writes: a local file, or a stream on the RabbitMQ cluster.
+pub enum AnyJournal {
+    File(FileJournal),
+    Stream(stream::StreamJournal),
+}
+
+impl Journal for AnyJournal {
+    fn append(&mut self, json: &str) {
+        match self {
+            AnyJournal::File(j) => j.append(json),
+            AnyJournal::Stream(j) => j.append(json),
+        }
+    }
+
+    fn commit(&mut self) -> Result<usize, JournalError> {
+        match self {
+            AnyJournal::File(j) => j.commit(),
+            AnyJournal::Stream(j) => j.commit(),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            AnyJournal::File(j) => j.len(),
+            AnyJournal::Stream(j) => j.len(),
+        }
     }
 }
 
@@ -305,6 +336,11 @@ pub enum JournalError {
         path: PathBuf,
         found: control::OtherRules,
     },
+    /// The stream journal could not be written or read back (a lost connection, no
+    /// majority, another writer took over): this instance stops writing; its state is
+    /// rebuilt from the stream.
+    #[error("journal stream {stream}: {message}")]
+    Stream { stream: String, message: String },
 }
 
 /// Why the caller of [`FileJournal::open`] refuses an intact entry.

@@ -30,6 +30,10 @@ pub struct Config {
 pub struct Amqp {
     /// `amqp://user:password@host:port/vhost` (the vhost URL-encoded: `%2f` for `/`).
     pub url: String,
+    /// More URLs of the same cluster (other nodes), tried in turn after `url` when a
+    /// connection fails: with the stream journal, the service must reach the cluster
+    /// through any node that is up.
+    pub urls: Vec<String>,
     /// How many unacknowledged deliveries RabbitMQ may hand us at once. It bounds both
     /// memory and the size of a group commit.
     pub prefetch: u16,
@@ -106,12 +110,47 @@ impl QueueType {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Journal {
-    /// The journal file; the outbox mark sits beside it with `.published` appended.
+    /// Where the journal lives: `file` (one machine, the default) or `stream` (a RabbitMQ
+    /// stream replicated on the cluster, with one writer at a time and hot standbys).
+    pub backend: Backend,
+    /// The journal file (backend `file`); the outbox mark sits beside it with
+    /// `.published` appended.
     pub path: PathBuf,
+    /// The stream queue that holds the journal (backend `stream`).
+    pub stream: String,
+    /// How many nodes hold a replica of a newly declared stream (`x-initial-cluster-size`).
+    pub stream_replicas: u32,
+    /// The exclusive queue whose holder is the one writer (backend `stream`).
+    pub lock_queue: String,
+    /// How often a standby tries to take the writer's lock, in milliseconds.
+    pub lock_poll_ms: u64,
+    /// How long a write to the stream may wait for its confirm and its reading back
+    /// before the writer gives up its role (without a majority of nodes, a publish waits
+    /// forever), in milliseconds.
+    pub confirm_timeout_ms: u64,
     /// This instance's identity as a journal writer, recorded in the
     /// `handoff.journal.opened` entry it appends at every start (ICD section 8). `None`:
     /// this host's name and the process id (`host:4711`), see [`Journal::writer_id`].
     pub writer: Option<String>,
+}
+
+/// Where the journal lives (`journal.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A local file, fsync'd at every commit: one machine.
+    File,
+    /// A RabbitMQ stream queue replicated on the cluster: one writer, hot standbys.
+    Stream,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::File => "file",
+            Backend::Stream => "stream",
+        }
+    }
 }
 
 impl Journal {
@@ -150,6 +189,7 @@ impl Default for Amqp {
     fn default() -> Self {
         Amqp {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            urls: Vec::new(),
             prefetch: 1000,
             queue_type: QueueType::Quorum,
             declare_topology: true,
@@ -171,7 +211,13 @@ impl Default for Amqp {
 impl Default for Journal {
     fn default() -> Self {
         Journal {
+            backend: Backend::File,
             path: PathBuf::from("handoff-journal.jsonl"),
+            stream: "handoff.journal".into(),
+            stream_replicas: 3,
+            lock_queue: "handoff.writer".into(),
+            lock_poll_ms: 500,
+            confirm_timeout_ms: 10_000,
             writer: None,
         }
     }
@@ -215,6 +261,10 @@ pub enum ConfigError {
 /// prints this list.
 pub(crate) const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("HANDOFF_AMQP_URL", "amqp.url"),
+    (
+        "HANDOFF_AMQP_URLS",
+        "amqp.urls: more nodes of the cluster, comma-separated",
+    ),
     ("HANDOFF_AMQP_TLS_CA", "amqp.tls.ca_file (empty: none)"),
     ("HANDOFF_AMQP_TLS_CERT", "amqp.tls.cert_file (empty: none)"),
     ("HANDOFF_AMQP_TLS_KEY", "amqp.tls.key_file (empty: none)"),
@@ -225,6 +275,8 @@ pub(crate) const ENV_OVERRIDES: &[(&str, &str)] = &[
         "amqp.declare_topology (true | false)",
     ),
     ("HANDOFF_JOURNAL", "journal.path"),
+    ("HANDOFF_JOURNAL_BACKEND", "journal.backend (file | stream)"),
+    ("HANDOFF_JOURNAL_STREAM", "journal.stream"),
     (
         "HANDOFF_JOURNAL_WRITER",
         "journal.writer (empty: <host name>:<pid>)",
@@ -315,6 +367,29 @@ impl Config {
         if let Some(v) = var("HANDOFF_JOURNAL") {
             self.journal.path = PathBuf::from(v);
         }
+        if let Some(v) = var("HANDOFF_JOURNAL_BACKEND") {
+            self.journal.backend = match v.as_str() {
+                "file" => Backend::File,
+                "stream" => Backend::Stream,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        setting: "HANDOFF_JOURNAL_BACKEND",
+                        message: format!("{v:?} is neither file nor stream"),
+                    });
+                }
+            };
+        }
+        if let Some(v) = var("HANDOFF_JOURNAL_STREAM") {
+            self.journal.stream = v;
+        }
+        if let Some(v) = var("HANDOFF_AMQP_URLS") {
+            self.amqp.urls = v
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(String::from)
+                .collect();
+        }
         if let Some(v) = var("HANDOFF_JOURNAL_WRITER") {
             self.journal.writer = (!v.is_empty()).then_some(v);
         }
@@ -369,8 +444,36 @@ impl Config {
                 ),
             });
         }
+        if self.journal.backend == Backend::Stream {
+            for (setting, name) in [
+                ("journal.stream", &self.journal.stream),
+                ("journal.lock_queue", &self.journal.lock_queue),
+            ] {
+                if name.is_empty() || name.len() > 255 {
+                    return Err(ConfigError::Invalid {
+                        setting,
+                        message: "must be a queue name of 1 to 255 bytes".into(),
+                    });
+                }
+            }
+            if self.journal.stream_replicas == 0 {
+                return Err(ConfigError::Invalid {
+                    setting: "journal.stream_replicas",
+                    message: "must be at least 1".into(),
+                });
+            }
+            if self.journal.lock_poll_ms == 0 || self.journal.confirm_timeout_ms == 0 {
+                return Err(ConfigError::Invalid {
+                    setting: "journal.lock_poll_ms / journal.confirm_timeout_ms",
+                    message: "must be at least 1".into(),
+                });
+            }
+        }
         self.http_listen()?;
         check_url(&self.amqp.url)?;
+        for url in &self.amqp.urls {
+            check_url(url)?;
+        }
         self.amqp.tls.load(&self.amqp.url)?;
         Ok(())
     }

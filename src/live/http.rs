@@ -59,6 +59,7 @@ pub struct Health {
     recovered: AtomicBool,
     caught_up: AtomicBool,
     stopping: AtomicBool,
+    standby: AtomicBool,
 }
 
 impl Health {
@@ -76,6 +77,11 @@ impl Health {
     /// all been published.
     pub(crate) fn set_caught_up(&self, v: bool) {
         self.caught_up.store(v, Ordering::Relaxed);
+    }
+
+    /// Whether this instance is a hot standby (the stream journal has another writer).
+    pub(crate) fn set_standby(&self, v: bool) {
+        self.standby.store(v, Ordering::Relaxed);
     }
 
     /// Whether shutdown has begun.
@@ -100,6 +106,8 @@ impl Health {
             Some("recovering the journal\n")
         } else if !self.connected.load(Ordering::Relaxed) {
             Some("not connected to RabbitMQ\n")
+        } else if self.standby.load(Ordering::Relaxed) {
+            Some("standby: another instance writes the journal stream\n")
         } else if !self.caught_up.load(Ordering::Relaxed) {
             Some("publishing decisions recovered from the outbox\n")
         } else {

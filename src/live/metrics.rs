@@ -44,6 +44,14 @@ struct TypeLabel {
 
 /// The label of the dead-letter counter: `reason="schema"`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoleLabel {
+    role: &'static str,
+}
+
+/// The roles an instance can have, as the `role` label of `handoff_role`.
+pub(crate) const ROLES: [&str; 2] = ["writer", "standby"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -69,6 +77,9 @@ pub struct Metrics {
     journal_entries: CountGauge,
     unpublished: CountGauge,
     connected: CountGauge,
+    role: Family<RoleLabel, CountGauge>,
+    epoch: CountGauge,
+    journal_lag: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -90,6 +101,9 @@ impl Metrics {
         let journal_entries = CountGauge::default();
         let unpublished = CountGauge::default();
         let connected = CountGauge::default();
+        let role = Family::<RoleLabel, CountGauge>::default();
+        let epoch = CountGauge::default();
+        let journal_lag = Gauge::<f64, AtomicU64>::default();
 
         // Counter names are given without `_total` and histogram names without `_seconds`:
         // the encoder appends the suffix of the type and of the unit. It also ends each help
@@ -157,6 +171,27 @@ impl Metrics {
             connected.clone(),
         );
 
+        registry.register(
+            "handoff_role",
+            "1 for this instance's role: the journal's writer, or a hot standby (stream journal)",
+            role.clone(),
+        );
+        registry.register(
+            "handoff_journal_epoch",
+            "The fencing epoch of the stream journal's current writer (0: file journal)",
+            epoch.clone(),
+        );
+        registry.register_with_unit(
+            "handoff_journal_lag",
+            "Stream journal: on a standby, the age of the last entry it applied when it \
+             applied it; on the writer, how long its last commit took to read its entries back",
+            Unit::Seconds,
+            journal_lag.clone(),
+        );
+        for role_name in ROLES {
+            let _ = role.get_or_create(&RoleLabel { role: role_name });
+        }
+
         Metrics {
             registry,
             events_in,
@@ -171,6 +206,9 @@ impl Metrics {
             journal_entries,
             unpublished,
             connected,
+            role,
+            epoch,
+            journal_lag,
         }
     }
 
@@ -247,6 +285,26 @@ impl Metrics {
     /// Records the time from a delivery's receipt to the confirmation of all its decisions.
     pub(crate) fn observe_confirm_latency(&self, d: Duration) {
         self.confirm_latency.observe(d.as_secs_f64());
+    }
+
+    /// Sets this instance's role: the writer (`true`) or a standby.
+    pub(crate) fn set_role(&self, writer: bool) {
+        for r in ROLES {
+            let on = (r == "writer") == writer;
+            self.role
+                .get_or_create(&RoleLabel { role: r })
+                .set(u64::from(on));
+        }
+    }
+
+    /// Sets the stream journal's current epoch.
+    pub(crate) fn set_epoch(&self, epoch: u64) {
+        self.epoch.set(epoch);
+    }
+
+    /// Sets the stream journal's lag, in seconds.
+    pub(crate) fn set_journal_lag(&self, seconds: f64) {
+        self.journal_lag.set(seconds);
     }
 
     /// Sets the number of entries in the journal.

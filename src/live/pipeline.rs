@@ -305,6 +305,36 @@ impl Recovering {
         Ok(())
     }
 
+    /// The outbox marks moved (a standby read a newer mark in the stream): decisions and
+    /// refusals before them need not be published again, and are let go.
+    pub fn confirmed(&mut self, marks: Marks) {
+        self.marks = self.marks.max(marks);
+        while self
+            .decisions
+            .front()
+            .is_some_and(|o| o.index < self.marks.decisions)
+        {
+            self.decisions.pop_front();
+        }
+        let upto = self.marks.refusals;
+        self.refusals.retain(|r| r.index >= upto);
+    }
+
+    /// The latest time the journal's events gave the engine.
+    pub fn clock(&self) -> Option<Time> {
+        self.engine.clock()
+    }
+
+    /// Events and control entries given so far.
+    pub fn entries(&self) -> u64 {
+        self.lines
+    }
+
+    /// Decisions and refusals kept to publish again, were this instance to take over now.
+    pub fn held(&self) -> usize {
+        self.decisions.len() + self.refusals.len()
+    }
+
     /// The pipeline, its `handoff.journal.opened` entry appended and committed (durable
     /// before any event this writer journals), with every timer due by `now` fired (each
     /// decision timed at its deadline) and its decisions in the outbox. `now` is also the
@@ -314,6 +344,29 @@ impl Recovering {
         settings: Settings,
         journal: J,
         now: Time,
+    ) -> Result<(Pipeline<J, M>, Recovered), JournalError> {
+        self.finish_as(settings, journal, now, true)
+    }
+
+    /// [`Recovering::finish`] for a writer whose `handoff.journal.opened` entry is already
+    /// in the journal and was given to [`Recovering::entry`] (a stream journal's writer
+    /// appends its marker, with its epoch, before it knows it has read everything before
+    /// it).
+    pub fn finish_opened<J: Journal, M>(
+        self,
+        settings: Settings,
+        journal: J,
+        now: Time,
+    ) -> Result<(Pipeline<J, M>, Recovered), JournalError> {
+        self.finish_as(settings, journal, now, false)
+    }
+
+    fn finish_as<J: Journal, M>(
+        self,
+        settings: Settings,
+        journal: J,
+        now: Time,
+        append_opened: bool,
     ) -> Result<(Pipeline<J, M>, Recovered), JournalError> {
         let marks_ahead =
             self.marks.decisions > self.next.decisions || self.marks.refusals > self.next.refusals;
@@ -348,7 +401,9 @@ impl Recovering {
             pending: Batch::empty(self.next),
             failed: false,
         };
-        p.append_opened(now);
+        if append_opened {
+            p.append_opened(now);
+        }
         let overdue = p.handle_timeout(now);
         // Commits the opened entry alone (firing timers appends nothing), and moves the
         // overdue decisions to the outbox the way every batch goes.

@@ -34,8 +34,9 @@ use handoff_core::authz::Readers;
 use handoff_core::model::{DecisionType, EventType};
 
 use crate::edge::reason::DeadLetterReason;
-use crate::journal::{FileJournal, Journal, JournalError, OutboxMark};
+use crate::journal::{AnyJournal, FileJournal, Journal, JournalError, OutboxMark};
 use crate::live::amqp;
+use crate::live::backoff::Backoff;
 use crate::live::config::{Config, ConfigError, LogFormat};
 use crate::live::http::{self, Health};
 use crate::live::metrics::Metrics;
@@ -78,7 +79,7 @@ impl ServeError {
     /// Whether reconnecting can help. A journal failure cannot be retried in place: the
     /// engine has already seen events that may not be on disk, so the process must stop
     /// and rebuild its state from the journal.
-    fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         !matches!(
             self,
             ServeError::Journal(_)
@@ -102,9 +103,27 @@ impl ServeError {
     }
 }
 
-/// The pipeline as the service runs it: the file journal, and the AMQP properties of
-/// each delivery carried along for its dead letter.
-pub(crate) type LivePipeline = Pipeline<FileJournal, BasicProperties>;
+/// The pipeline as the service runs it: the file or stream journal, and the AMQP
+/// properties of each delivery carried along for its dead letter.
+pub(crate) type LivePipeline = Pipeline<AnyJournal, BasicProperties>;
+
+/// Where the outbox marks are kept: files beside a file journal, or marks in the stream
+/// (sent to the task that appends them, see `replicated`).
+pub(crate) enum MarkStore {
+    Files {
+        /// Decisions RabbitMQ confirmed.
+        decisions: OutboxMark,
+        /// The rules' refusals whose dead letters RabbitMQ confirmed.
+        refusals: OutboxMark,
+    },
+    Stream {
+        /// To the task that appends the marks as they move.
+        to: watch::Sender<Marks>,
+        channel: Channel,
+        stream: String,
+        epoch: u64,
+    },
+}
 
 /// A batch on its way to the publisher, with when its deliveries arrived.
 struct Publishing {
@@ -116,12 +135,9 @@ struct Publishing {
 /// gauges beside it.
 pub struct Core {
     config: Config,
-    pipeline: LivePipeline,
-    /// Decisions RabbitMQ confirmed.
-    mark: OutboxMark,
-    /// The rules' refusals whose dead letters RabbitMQ confirmed.
-    refusal_mark: OutboxMark,
-    metrics: Arc<Metrics>,
+    pub(crate) pipeline: LivePipeline,
+    marks: MarkStore,
+    pub(crate) metrics: Arc<Metrics>,
     health: Arc<Health>,
     /// The parties that may have a queue of their own: the publishers but courts.
     configured: Readers,
@@ -145,7 +161,6 @@ impl Core {
             writer: config.journal.writer_id(),
         };
         let writer = settings.writer.clone();
-        let configured = Readers::of(settings.agencies.values());
         let path = config.journal.path.clone();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| JournalError::Io {
@@ -181,7 +196,8 @@ impl Core {
                 "the journal is readable or writable by others; it holds personal data, make it 0600"
             );
         }
-        let (pipeline, recovered) = recovering.finish(settings, journal, Utc::now())?;
+        let (pipeline, recovered) =
+            recovering.finish(settings, AnyJournal::File(journal), Utc::now())?;
         if recovered.marks_ahead {
             warn!(
                 published,
@@ -206,16 +222,39 @@ impl Core {
         metrics.set_journal_entries(pipeline.journal().len());
         metrics.set_unpublished(pipeline.unpublished() as u64);
         health.set_recovered(true);
-        Ok(Core {
+        Ok(Core::new(
             config,
             pipeline,
-            mark,
-            refusal_mark,
+            MarkStore::Files {
+                decisions: mark,
+                refusals: refusal_mark,
+            },
+            metrics,
+            health,
+        ))
+    }
+
+    /// The service's state around a recovered pipeline.
+    pub(crate) fn new(
+        config: Config,
+        pipeline: LivePipeline,
+        marks: MarkStore,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Core {
+        let configured = config
+            .agencies()
+            .map(|a| Readers::of(a.values()))
+            .unwrap_or_default();
+        Core {
+            config,
+            pipeline,
+            marks,
             metrics,
             health,
             readers: Arc::new(configured.clone()),
             configured,
-        })
+        }
     }
 
     /// RabbitMQ confirmed everything before `upto`: the outbox drops it, and the marks
@@ -223,20 +262,114 @@ impl Core {
     fn confirmed(&mut self, upto: Marks) {
         let before = self.pipeline.confirmed();
         if let Some(marks) = self.pipeline.handle_confirmed(upto) {
-            // A stale mark only makes a restart publish some decisions again.
-            if marks.decisions != before.decisions
-                && let Err(e) = self.mark.store(marks.decisions)
-            {
-                warn!("cannot store the outbox mark: {e}");
-            }
-            if marks.refusals != before.refusals
-                && let Err(e) = self.refusal_mark.store(marks.refusals)
-            {
-                warn!("cannot store the refusals' outbox mark: {e}");
+            match &self.marks {
+                // A stale mark only makes a restart publish some decisions again.
+                MarkStore::Files {
+                    decisions,
+                    refusals,
+                } => {
+                    if marks.decisions != before.decisions
+                        && let Err(e) = decisions.store(marks.decisions)
+                    {
+                        warn!("cannot store the outbox mark: {e}");
+                    }
+                    if marks.refusals != before.refusals
+                        && let Err(e) = refusals.store(marks.refusals)
+                    {
+                        warn!("cannot store the refusals' outbox mark: {e}");
+                    }
+                }
+                MarkStore::Stream { to, .. } => {
+                    to.send_replace(marks);
+                }
             }
         }
         self.metrics
             .set_unpublished(self.pipeline.unpublished() as u64);
+    }
+}
+
+impl Core {
+    /// Closes the stream journal's channels, waiting for the broker's answers, so that
+    /// none is still closing when the connection closes (lapin refuses to close a
+    /// connection then).
+    pub(crate) async fn close_channels(&self) {
+        let mut channels = Vec::new();
+        if let MarkStore::Stream { channel, .. } = &self.marks {
+            channels.push(channel.clone());
+        }
+        if let AnyJournal::Stream(j) = self.pipeline.journal() {
+            channels.push(j.channel().clone());
+        }
+        for ch in channels {
+            let _ = tokio::time::timeout(Duration::from_secs(2), ch.close(200, "stopping".into()))
+                .await;
+        }
+    }
+
+    /// On a clean stop of a stream journal's writer: appends the last outbox mark, so that
+    /// the next writer publishes nothing again.
+    pub(crate) async fn final_mark(&self) {
+        if let MarkStore::Stream {
+            channel,
+            stream,
+            epoch,
+            ..
+        } = &self.marks
+        {
+            let marks = self.pipeline.confirmed();
+            let append = crate::live::replicated::publish_mark(channel, stream, *epoch, marks);
+            if !matches!(
+                tokio::time::timeout(Duration::from_secs(5), append).await,
+                Ok(Ok(()))
+            ) {
+                warn!(
+                    "could not append the last outbox mark; the next writer publishes some decisions again"
+                );
+            }
+        }
+    }
+}
+
+/// A seed for the reconnection jitter: differs between processes and starts.
+pub(crate) fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Connects, bounded: a broker that accepts TCP but never answers must not stall the
+/// service forever. A TLS failure is [`ServeError::Tls`] (reconnecting cannot mend it).
+pub(crate) async fn connect(
+    url: &str,
+    tls: &crate::live::config::TlsMaterial,
+    name: &str,
+) -> Result<Connection, ServeError> {
+    tokio::time::timeout(Duration::from_secs(30), amqp::connect(url, tls, name))
+        .await
+        .map_err(|_| ServeError::ConnectionLost)?
+        .map_err(|e| match amqp::tls_failure(&e) {
+            Some(tls) => ServeError::Tls(tls.to_string()),
+            None => ServeError::Amqp(e),
+        })
+}
+
+/// Closes the connection, bounded, saying why when the broker is not told (then it logs a
+/// client that closed its TCP connection unexpectedly).
+pub(crate) async fn close(conn: &Connection) {
+    if !conn.status().connected() {
+        return;
+    }
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        conn.close(200, "handoff serve stopping".into()),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!("could not close the connection to RabbitMQ cleanly: {e}"),
+        Err(_) => warn!("closing the connection to RabbitMQ took over 5 s; leaving it"),
     }
 }
 
@@ -338,41 +471,44 @@ pub async fn serve(
             }
         });
     }
+    if config.journal.backend == crate::live::config::Backend::Stream {
+        return crate::live::replicated::run(config, metrics, health, stop_rx).await;
+    }
+    metrics.set_role(true);
     let mut core = tokio::task::block_in_place(|| {
         Core::recover(config.clone(), metrics.clone(), health.clone())
     })?;
-    let min = Duration::from_millis(config.amqp.reconnect_min_ms);
-    let max = Duration::from_millis(
-        config
-            .amqp
-            .reconnect_max_ms
-            .max(config.amqp.reconnect_min_ms),
+    let mut backoff = Backoff::new(
+        Duration::from_millis(config.amqp.reconnect_min_ms),
+        Duration::from_millis(config.amqp.reconnect_max_ms),
+        seed(),
     );
-    let mut backoff = min;
-    let url = config.amqp.url.clone();
-    let tls = config.amqp.tls.load(&url)?;
+    let urls: Vec<String> = std::iter::once(config.amqp.url.clone())
+        .chain(config.amqp.urls.iter().cloned())
+        .collect();
+    let tls = config.amqp.tls.load(&config.amqp.url)?;
+    let mut attempt = 0usize;
     loop {
         if *stop_rx.borrow() {
             break;
         }
-        let started = Instant::now();
-        let result = session(&mut core, &url, &tls, stop_rx.clone()).await;
+        let url = &urls[attempt % urls.len()];
+        let mut connected = false;
+        let result = session(&mut core, url, &tls, stop_rx.clone(), &mut connected).await;
         core.health.set_connected(false);
         core.metrics.set_connected(false);
         match result {
             Ok(()) => break,
             Err(e) if e.is_transient() => {
-                if started.elapsed() > Duration::from_secs(30) {
-                    backoff = min;
-                }
-                warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "RabbitMQ session ended; reconnecting");
+                attempt += 1;
+                let wait = backoff.after(connected);
+                warn!(error = %e, was_connected = connected, retry_in_ms = wait.as_millis() as u64, "RabbitMQ session ended; reconnecting");
                 core.metrics.reconnect();
                 let mut stop = stop_rx.clone();
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }
-                backoff = (backoff * 2).min(max);
             }
             Err(e) => return Err(e),
         }
@@ -408,7 +544,11 @@ async fn wait_for_signal() {
 /// connection is spared. Bounded, so that a slow broker cannot hold the session up; when
 /// the check cannot be made, the last answer stands (at the first connection: every
 /// configured publisher), and a warning says so.
-async fn check_readers(core: &mut Core, url: &str, tls: &crate::live::config::TlsMaterial) {
+pub(crate) async fn check_readers(
+    core: &mut Core,
+    url: &str,
+    tls: &crate::live::config::TlsMaterial,
+) {
     let check = async {
         let conn = amqp::connect(url, tls, "handoff serve (queue check)").await?;
         let found = amqp::existing_readers(&conn, &core.configured).await;
@@ -444,27 +584,17 @@ async fn session(
     url: &str,
     tls: &crate::live::config::TlsMaterial,
     mut stop: watch::Receiver<bool>,
+    connected: &mut bool,
 ) -> Result<(), ServeError> {
-    // A broker that accepts TCP but never answers must not stall the service forever.
-    let connect = amqp::connect(url, tls, "handoff serve");
-    let conn = tokio::time::timeout(Duration::from_secs(30), connect)
-        .await
-        .map_err(|_| ServeError::ConnectionLost)?
-        .map_err(|e| match amqp::tls_failure(&e) {
-            Some(tls) => ServeError::Tls(tls.to_string()),
-            None => ServeError::Amqp(e),
-        })?;
+    let conn = connect(url, tls, "handoff serve").await?;
+    *connected = true;
     check_readers(core, url, tls).await;
     let result = session_on(core, &conn, &mut stop).await;
-    let _ = tokio::time::timeout(
-        Duration::from_secs(5),
-        conn.close(200, "handoff serve stopping".into()),
-    )
-    .await;
+    close(&conn).await;
     result
 }
 
-async fn session_on(
+pub(crate) async fn session_on(
     core: &mut Core,
     conn: &Connection,
     stop: &mut watch::Receiver<bool>,
@@ -489,7 +619,7 @@ async fn session_on(
     let (tx, rx) = mpsc::channel::<Publishing>(2);
     let channels = Channels {
         publish: publish.clone(),
-        park,
+        park: park.clone(),
         consume: consume.clone(),
     };
     let publisher = tokio::spawn(publisher(
@@ -612,6 +742,18 @@ async fn session_on(
             _ = &mut lost => return Err(ServeError::ConnectionLost),
         }
         core.confirmed(*confirmed_rx.borrow());
+        // Close the channels before the connection, each waiting for the broker's answer.
+        // A channel whose last handle is dropped (the publisher's, as it ends) starts
+        // closing on its own, and lapin then refuses to close the connection ("channel
+        // in state Closing"): the process would exit with the connection open, which the
+        // broker logs as a client that went away unexpectedly.
+        for ch in [&consume, &publish, &park] {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                ch.close(200, "handoff serve stopping".into()),
+            )
+            .await;
+        }
     }
     result
 }
@@ -626,7 +768,7 @@ fn ended(done: Result<Result<(), ServeError>, tokio::task::JoinError>) -> ServeE
 
 /// Completes when the connection is no longer usable (closed by the broker or an
 /// operator, or failed).
-async fn connection_lost(conn: &Connection) {
+pub(crate) async fn connection_lost(conn: &Connection) {
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         if !conn.status().connected() {
