@@ -176,6 +176,88 @@ fn may_send(agency: &handoff_core::authz::Agency, event_type: &str) -> bool {
     }
 }
 
+// --- the stream journal (journal.backend = "stream") ------------------------------------
+
+/// The journal's stream, and its exchange of the same name.
+const JOURNAL: &str = "handoff.journal";
+/// The writer lock: an exclusive, auto-delete queue the service declares at run time.
+const WRITER_LOCK: &str = "handoff.writer";
+
+/// The stream journal of the definitions: a durable stream of three replicas that nothing
+/// truncates (no `x-max-age`, no size limit, no policy), fed only by its fanout exchange;
+/// no lock queue in the file; the service may write and read the journal and declare, write
+/// and read the lock, and may not create the stream; nobody else may touch either.
+#[test]
+fn the_stream_journal_is_never_truncated_and_only_the_service_touches_it() {
+    let defs = definitions();
+    let list = |key: &str| defs[key].as_array().unwrap().clone();
+    let queue = list("queues")
+        .into_iter()
+        .find(|q| q["name"] == JOURNAL)
+        .unwrap_or_else(|| panic!("no queue {JOURNAL}"));
+    assert_eq!(queue["durable"], true);
+    assert_eq!(queue["auto_delete"], false);
+    assert_eq!(
+        queue["arguments"],
+        json!({"x-queue-type": "stream", "x-initial-cluster-size": 3}),
+        "{JOURNAL}: a stream of three replicas, and nothing that truncates it"
+    );
+    for p in list("policies") {
+        assert!(
+            !regex_matches(p["pattern"].as_str().unwrap(), JOURNAL),
+            "policy {} applies to {JOURNAL}",
+            p["name"]
+        );
+    }
+    let exchange = list("exchanges")
+        .into_iter()
+        .find(|x| x["name"] == JOURNAL)
+        .unwrap_or_else(|| panic!("no exchange {JOURNAL}"));
+    assert_eq!(
+        (
+            &exchange["type"],
+            &exchange["durable"],
+            &exchange["internal"],
+            &exchange["arguments"]
+        ),
+        (&json!("fanout"), &json!(true), &json!(false), &json!({}))
+    );
+    let touching: Vec<(String, String, String)> = list("bindings")
+        .iter()
+        .filter(|b| b["source"] == JOURNAL || b["destination"] == JOURNAL)
+        .map(|b| {
+            let s = |k: &str| b[k].as_str().unwrap().to_owned();
+            (s("source"), s("destination_type"), s("destination"))
+        })
+        .collect();
+    assert_eq!(
+        touching,
+        [(JOURNAL.to_owned(), "queue".to_owned(), JOURNAL.to_owned())],
+        "the exchange {JOURNAL} feeds the stream and nothing else, and nothing else feeds it"
+    );
+    assert!(
+        list("queues").iter().all(|q| q["name"] != WRITER_LOCK),
+        "{WRITER_LOCK} is the service's to declare (exclusive), not the definitions'"
+    );
+    for p in list("permissions") {
+        let may = |kind: &str, name: &str| regex_matches(p[kind].as_str().unwrap(), name);
+        let got: Vec<(bool, bool)> = ["configure", "write", "read"]
+            .iter()
+            .map(|kind| (may(kind, JOURNAL), may(kind, WRITER_LOCK)))
+            .collect();
+        let want = if p["user"] == "handoff" {
+            vec![(false, true), (true, true), (true, true)]
+        } else {
+            vec![(false, false); 3]
+        };
+        assert_eq!(
+            got, want,
+            "{}: (configure, write, read) on ({JOURNAL}, {WRITER_LOCK})",
+            p["user"]
+        );
+    }
+}
+
 // --- party routing (ICD section 4) ------------------------------------------------------
 
 /// The exchange the agency queues are bound to, by party key.

@@ -19,9 +19,13 @@ What it does:
    `party.local.<jurisdiction_id>`), the decision exchanges bind nothing else (only
    `handoff.audit` with `#` and `agency.decisions` with `#`: no decision-type key); every
    agency user reads its own queue and no other queue or exchange of the file, and no
-   agency user may configure anything or write anything but `handoff.events`; and that
-   every password hash is a well-formed rabbit_password_hashing_sha256 hash (it says which
-   ones are still the demo passwords, equal to the user name).
+   agency user may configure anything or write anything but `handoff.events`; the stream
+   journal (`journal.backend = "stream"`): the durable stream `handoff.journal` (three
+   replicas, no age or size limit, no policy), fed only by the fanout exchange of the same
+   name, no queue `handoff.writer` in the file (the service declares that lock itself), and
+   no user but `handoff` with any permission on either name; and that every password hash
+   is a well-formed rabbit_password_hashing_sha256 hash (it says which ones are still the
+   demo passwords, equal to the user name).
 2. Imports a rewritten copy through the management API (`POST /api/definitions`): vhost "/"
    becomes a throwaway vhost `deploy-check-<pid>`, every user `deploy-check-<pid>-<name>`,
    and every password a random one made for this run with the same hash function (so a
@@ -44,9 +48,15 @@ What it does:
    on their own only), binding any agency queue to `agency.decisions` (`#` and a party
    key, their own queue included) or to `handoff.decisions`, unbinding and deleting their
    queue, exchange-to-exchange bindings and declaring queues (all refused), and the
-   bindings are then still exactly the file's.
+   bindings are then still exactly the file's. The stream journal: the service publishes
+   an entry through the exchange `handoff.journal` (confirmed; the default exchange is
+   refused), reads it back from the stream (`x-stream-offset: first`), may not redeclare
+   the stream, and takes the writer lock (an exclusive queue `handoff.writer`): a second
+   connection is refused with 405 RESOURCE_LOCKED until the first closes. Every other user
+   is refused (403) publishing to the journal, reading it and declaring the lock.
 5. In a second, empty throwaway vhost, proves the service's user may create its whole
-   topology from nothing (declare_topology = true on a broker without these definitions).
+   topology from nothing (declare_topology = true on a broker without these definitions),
+   except the stream journal, which only the definitions create (its creation is refused).
 6. Always (also on failure or Ctrl-C) deletes the throwaway vhosts and users, then checks
    nothing of them is left.
 
@@ -71,8 +81,8 @@ from pathlib import Path
 try:
     import pika
     from pika.exceptions import ChannelClosedByBroker, UnroutableError
-except ImportError:  # pragma: no cover
-    sys.exit("check-definitions.py needs pika: python3 -m venv V && V/bin/pip install pika")
+except ImportError:  # pragma: no cover (main() says so, after --help had its chance)
+    pika = None
 
 HERE = Path(__file__).resolve().parent
 DEFINITIONS = HERE / "definitions.json"
@@ -111,6 +121,15 @@ SERVICE_BINDINGS = {("handoff.events", "handoff.inbound", t) for t in EVENT_TYPE
     ("handoff.dead-letter", "handoff.dead-letter", "#"),
     ("handoff.unrouted", "handoff.unrouted", ""),
 }
+
+# The stream journal (journal.backend = "stream"), from the definitions only: a durable
+# stream of three replicas that is never truncated (no x-max-age, no x-max-length-bytes,
+# no policy), written through a fanout exchange of the same name (publishing through the
+# default exchange would need write on amq.default, i.e. on every queue). The writer lock
+# is an exclusive, auto-delete queue the service declares itself at run time.
+JOURNAL = "handoff.journal"
+JOURNAL_ARGUMENTS = {"x-queue-type": "stream", "x-initial-cluster-size": 3}
+WRITER_LOCK = "handoff.writer"
 
 # Decisions published by the check, as the service publishes them (ICD sections 3 and 4):
 # once each to handoff.decisions with the decision's routing key and a BCC header listing
@@ -204,6 +223,7 @@ def is_party_key(key):
 
 
 FAILURES = []
+ACCESS_REFUSED, RESOURCE_LOCKED, PRECONDITION_FAILED = 403, 405, 406
 
 
 def check(ok, what):
@@ -272,8 +292,9 @@ def static_checks(defs, path):
         check(x is not None and x["durable"] and not x["auto_delete"] and x["arguments"] == args,
               f"queue {name}: durable, arguments {args}")
     for x in defs["queues"]:
-        check(x["arguments"].get("x-queue-type") == "quorum" and x["durable"],
-              f"queue {x['name']} is a durable quorum queue")
+        if x["name"] != JOURNAL:
+            check(x["arguments"].get("x-queue-type") == "quorum" and x["durable"],
+                  f"queue {x['name']} is a durable quorum queue")
     bs = {(b["source"], b["destination"], b["routing_key"]) for b in defs["bindings"]}
     missing = SERVICE_BINDINGS - bs
     check(not missing, f"the service's {len(SERVICE_BINDINGS)} bindings ({len(EVENT_TYPES)} event types, "
@@ -282,6 +303,7 @@ def static_checks(defs, path):
     check(inbound == set(EVENT_TYPES),
           f"handoff.inbound is bound to exactly the {len(EVENT_TYPES)} event types")
     party_routing_checks(defs)
+    journal_checks(defs)
     demo = []
     for u in defs["users"]:
         raw = base64.b64decode(u["password_hash"])
@@ -360,6 +382,40 @@ def party_routing_checks(defs):
               f"user {name}: configure ^$, write ^handoff\\.events$ (may bind nothing)")
 
 
+def journal_checks(defs):
+    """The stream journal: the stream, its exchange, no lock queue, and only handoff's access."""
+    x = {q["name"]: q for q in defs["queues"]}.get(JOURNAL)
+    check(x is not None and x["durable"] and not x["auto_delete"] and x["arguments"] == JOURNAL_ARGUMENTS,
+          f"queue {JOURNAL}: a durable stream, arguments {JOURNAL_ARGUMENTS} (no x-max-age, "
+          f"no x-max-length-bytes: never truncated)" + ("" if x else ": missing"))
+    held = [p["name"] for p in defs["policies"] if re.search(p["pattern"], JOURNAL)]
+    check(not held, f"no policy applies to {JOURNAL} (a retention policy would truncate it)"
+          + ("" if not held else f": {held}"))
+    e = {e["name"]: e for e in defs["exchanges"]}.get(JOURNAL, {})
+    check(e.get("type") == "fanout" and e.get("durable") and not e.get("auto_delete")
+          and not e.get("internal") and e.get("arguments") == {},
+          f"exchange {JOURNAL}: fanout, durable, the journal's only way in")
+    bs = {(b["source"], b["destination_type"], b["destination"], b["routing_key"]) for b in defs["bindings"]}
+    touching = {b for b in bs if JOURNAL in (b[0], b[2])}
+    want = {(JOURNAL, "queue", JOURNAL, "")}
+    check(touching == want, f"{JOURNAL} (exchange) feeds {JOURNAL} (stream) and nothing else, and "
+          "nothing else feeds the stream" + ("" if touching == want else f": {sorted(touching)}"))
+    check(WRITER_LOCK not in {q["name"] for q in defs["queues"]},
+          f"no queue {WRITER_LOCK} in the file (the service declares the lock: exclusive, auto-delete)")
+    for p in defs["permissions"]:
+        if p["user"] == "handoff":
+            may = {k: [n for n in (JOURNAL, WRITER_LOCK) if re.search(p[k], n)]
+                   for k in ("configure", "write", "read")}
+            want = {"configure": [WRITER_LOCK], "write": [JOURNAL, WRITER_LOCK], "read": [JOURNAL, WRITER_LOCK]}
+            check(may == want, f"handoff: configure {WRITER_LOCK}, write and read {JOURNAL} and "
+                  f"{WRITER_LOCK}, configure not {JOURNAL}" + ("" if may == want else f" (it has {may})"))
+        else:
+            hits = [(k, n) for k in ("configure", "write", "read") for n in (JOURNAL, WRITER_LOCK)
+                    if re.search(p[k], n)]
+            check(not hits, f"user {p['user']} has no permission on {JOURNAL} or {WRITER_LOCK}"
+                  + ("" if not hits else f": {hits}"))
+
+
 # --- 2. import a rewritten copy ------------------------------------------------------
 
 def rewrite(defs, vhost, prefix, password):
@@ -398,7 +454,8 @@ def broker_checks(api, defs, vhost, prefix):
     check(set(got) == set(want), f"queues {sorted(got)}")
     for name, x in want.items():
         g = got.get(name, {})
-        check(g.get("type") == "quorum" and g.get("durable") and g.get("arguments") == x["arguments"],
+        check(g.get("type") == x["arguments"]["x-queue-type"] and g.get("durable")
+              and g.get("arguments") == x["arguments"],
               f"queue {name} ({g.get('type')}, arguments {g.get('arguments')})")
     got = {(b["source"], b["destination"], b["routing_key"]) for b in api.get(f"/bindings/{v}") if b["source"]}
     want = {(b["source"], b["destination"], b["routing_key"]) for b in defs["bindings"]}
@@ -527,7 +584,6 @@ def amqp_checks(url, api_url, defs, vhost, prefix, password):
             conns[name] = Amqp(url, vhost, user, password)
         check(True, "every user logs in (the password hash function is RabbitMQ's)")
         svc, bop, ice, tx, court, op = (conns[n] for n in list(u)[:6])
-        ACCESS_REFUSED, PRECONDITION_FAILED = 403, 406
 
         print("  -- handoff (the service)")
         def declare_topology(ch):
@@ -692,12 +748,72 @@ def amqp_checks(url, api_url, defs, vhost, prefix, password):
         want = {(b["source"], b["destination"], b["routing_key"]) for b in defs["bindings"]}
         check(left == want, "the bindings are still exactly the file's after the refused attempts"
               + ("" if left == want else f"; extra {sorted(left - want)}, missing {sorted(want - left)}"))
+        journal_amqp_checks(url, vhost, prefix + "handoff", password, conns, names + NON_AGENCY_READERS)
     finally:
         for c in conns.values():
             try:
                 c.close()
             except Exception:
                 pass
+
+
+def read_stream(queue, out, count, timeout=10):
+    """Consumes a stream from its first entry (a per-consumer prefetch, manual acks: a
+    stream refuses anything else) until `count` entries are in `out`. Never cancels: pika's
+    cancel() rejects what is pending, and a reject closes the connection of a stream's
+    consumer; closing the channel (attempt() does) ends the consumer cleanly."""
+    def fn(ch):
+        ch.basic_qos(prefetch_count=max(count, 1))
+
+        def on_message(ch, method, props, body):
+            out.append(body)
+            ch.basic_ack(method.delivery_tag)
+        ch.basic_consume(queue, on_message, arguments={"x-stream-offset": "first"})
+        deadline = time.monotonic() + timeout
+        while len(out) < count and time.monotonic() < deadline:
+            ch.connection.process_data_events(time_limit=0.2)
+    return fn
+
+
+def take_lock():
+    """Declares the writer lock as the service does: exclusive (to the connection) and
+    auto-delete, so that it disappears with the connection that holds it."""
+    return lambda ch: ch.queue_declare(WRITER_LOCK, durable=False, exclusive=True, auto_delete=True)
+
+
+def journal_amqp_checks(url, vhost, service_user, password, conns, others):
+    print(f"  -- the stream journal ({JOURNAL}) and the writer lock ({WRITER_LOCK})")
+    svc = conns["handoff"]
+    entry = b'{"check":"journal entry"}'
+    expect(svc, f"handoff appends an entry to the journal through the exchange {JOURNAL}",
+           lambda ch: ch.basic_publish(JOURNAL, "", entry, pika.BasicProperties(delivery_mode=2),
+                                       mandatory=True), "ok")
+    expect(svc, f"handoff publishes to {JOURNAL} through the default exchange", publish("", JOURNAL),
+           ACCESS_REFUSED)
+    got = []
+    expect(svc, f"handoff reads {JOURNAL} from its first entry", read_stream(JOURNAL, got, 1), "ok")
+    check(got == [entry], f"the entry read back is the entry appended ({got})")
+    expect(svc, f"handoff declares {JOURNAL} passively (needs no permission)",
+           lambda ch: ch.queue_declare(JOURNAL, passive=True), "ok")
+    expect(svc, f"handoff (re)declares {JOURNAL} (the definitions' alone)",
+           lambda ch: ch.queue_declare(JOURNAL, durable=True, arguments=JOURNAL_ARGUMENTS), ACCESS_REFUSED)
+    holder = Amqp(url, vhost, service_user, password)
+    try:
+        expect(holder, f"handoff takes the writer lock (exclusive, auto-delete {WRITER_LOCK})", take_lock(), "ok")
+        expect(svc, f"a second handoff connection takes {WRITER_LOCK} while it is held", take_lock(),
+               RESOURCE_LOCKED)
+    finally:
+        holder.close()
+    deadline = time.monotonic() + 5
+    while (result := svc.attempt(take_lock())) != "ok" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    check(result == "ok", f"the second connection takes {WRITER_LOCK} once the holder's connection closed"
+          f" ({'allowed' if result == 'ok' else result})")
+    for user in others:
+        conn = conns[user]
+        expect(conn, f"{user} publishes to {JOURNAL}", publish(JOURNAL, ""), ACCESS_REFUSED)
+        expect(conn, f"{user} reads {JOURNAL}", read_stream(JOURNAL, [], 1), ACCESS_REFUSED)
+        expect(conn, f"{user} takes the writer lock {WRITER_LOCK}", take_lock(), ACCESS_REFUSED)
 
 
 def fresh_checks(api, url, defs, vhost, prefix, password):
@@ -724,6 +840,8 @@ def fresh_checks(api, url, defs, vhost, prefix, password):
             for src, dst, key in sorted(SERVICE_BINDINGS):
                 ch.queue_bind(dst, src, key)
         expect(svc, f"handoff creates its {len(SERVICE_BINDINGS)} bindings", bind, "ok")
+        expect(svc, f"handoff creates the stream {JOURNAL} (the definitions' alone)",
+               lambda ch: ch.queue_declare(JOURNAL, durable=True, arguments=JOURNAL_ARGUMENTS), ACCESS_REFUSED)
     finally:
         svc.close()
 
@@ -752,6 +870,8 @@ def main():
     ap.add_argument("--definitions", type=Path, default=DEFINITIONS,
                     help="the definitions file to check (default: deploy/rabbitmq/definitions.json)")
     args = ap.parse_args()
+    if pika is None:
+        sys.exit("check-definitions.py needs pika: python3 -m venv V && V/bin/pip install pika")
 
     defs = json.loads(args.definitions.read_text())
     static_checks(defs, args.definitions)

@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
 
 use super::fence::{Fence, FenceError, Verdict};
 use super::{Journal, JournalError, frame};
@@ -47,9 +48,49 @@ const PREFETCH: u16 = 2000;
 /// Acknowledge (multiple) after this many deliveries.
 const ACK_EVERY: u64 = 500;
 
-/// Declares the journal's stream queue (durable, as a stream must be), replicated on
-/// `replicas` nodes when it is created. Declaring an existing stream is a no-op.
-pub async fn declare(ch: &Channel, name: &str, replicas: u32) -> lapin::Result<()> {
+/// Makes sure the journal's stream queue and its exchange (a fanout of the same name,
+/// bound to the stream only: the service's user then needs no write permission on the
+/// default exchange, which reaches every queue) exist. Each is looked for first
+/// (passively, which needs no permission); what is missing is declared when `create`
+/// (durable, as a stream must be; replicated on `replicas` nodes), else it is an error.
+/// deploy/rabbitmq/definitions.json creates both, and there the service's user may not.
+pub async fn declare(
+    conn: &Connection,
+    name: &str,
+    replicas: u32,
+    create: bool,
+) -> lapin::Result<()> {
+    let passive_queue = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let passive_exchange = ExchangeDeclareOptions {
+        passive: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    let ch = conn.create_channel().await?;
+    let found = async {
+        ch.queue_declare(name.into(), passive_queue, FieldTable::default())
+            .await?;
+        ch.exchange_declare(
+            name.into(),
+            ExchangeKind::Fanout,
+            passive_exchange,
+            FieldTable::default(),
+        )
+        .await
+    }
+    .await;
+    match found {
+        Ok(()) => {
+            let _ = ch.close(200, "found".into()).await;
+            return Ok(());
+        }
+        Err(e) if !create || !is_not_found(&e) => return Err(e),
+        // The broker closed the channel (404).
+        Err(_) => {}
+    }
+    let ch = conn.create_channel().await?;
     let mut args = FieldTable::default();
     args.insert(
         "x-queue-type".into(),
@@ -68,7 +109,30 @@ pub async fn declare(ch: &Channel, name: &str, replicas: u32) -> lapin::Result<(
         args,
     )
     .await?;
+    ch.exchange_declare(
+        name.into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await?;
+    ch.queue_bind(
+        name.into(),
+        name.into(),
+        "".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    let _ = ch.close(200, "declared".into()).await;
     Ok(())
+}
+
+fn is_not_found(e: &lapin::Error) -> bool {
+    matches!(e.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == 404)
 }
 
 /// Where a reader starts.
@@ -315,8 +379,8 @@ pub fn mark_properties(epoch: u64, published: u64, dead_lettered: u64) -> BasicP
         .with_headers(headers)
 }
 
-/// Publishes `lines` (journal lines without '\n') as entries `first_seq..` of `epoch` and
-/// waits for every confirm. A nack is an error.
+/// Publishes `lines` (journal lines without '\n') as entries `first_seq..` of `epoch`
+/// through the stream's exchange, and waits for every confirm. A nack is an error.
 pub async fn publish_entries(
     ch: &Channel,
     stream: &str,
@@ -328,8 +392,8 @@ pub async fn publish_entries(
     for (i, line) in lines.iter().enumerate() {
         let confirm = ch
             .basic_publish(
-                "".into(),
                 stream.into(),
+                "".into(),
                 BasicPublishOptions::default(),
                 line.as_bytes(),
                 entry_properties(epoch, first_seq + i as u64),

@@ -37,6 +37,8 @@ use lapin::{Channel, Connection};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use handoff_core::authz::Readers;
+
 use crate::edge::wire;
 use crate::journal::control::Opened;
 use crate::journal::stream::{self, Message, Read, ReadBack, ReadError, Reader, StreamJournal};
@@ -208,8 +210,8 @@ pub(crate) async fn publish_mark(
     m: Marks,
 ) -> lapin::Result<()> {
     ch.basic_publish(
-        "".into(),
         stream.into(),
+        "".into(),
         lapin::options::BasicPublishOptions::default(),
         b"",
         stream::mark_properties(epoch, m.decisions, m.refusals),
@@ -307,13 +309,20 @@ async fn term(
     let conn = service::connect(url, tls, "handoff serve").await?;
     *connected = true;
     let result = async {
-        let ch = conn.create_channel().await?;
         if config.amqp.declare_topology {
+            let ch = conn.create_channel().await?;
             amqp::declare_topology(&ch, &config.amqp).await?;
-            stream::declare(&ch, &j.stream, j.stream_replicas).await?;
+            let _ = ch.close(200, "declared".into()).await;
         }
-        let _ = ch.close(200, "declared".into()).await;
+        stream::declare(&conn, &j.stream, j.stream_replicas, config.amqp.declare_topology)
+            .await?;
         let mut rx = spawn_tail(stream::Tail::open(&conn, &j.stream, follower.reader.resume()).await?);
+        // Which publishers have a queue, found now so that a takeover need not wait for it.
+        let configured = config
+            .agencies()
+            .map(|a| Readers::of(a.values()))
+            .unwrap_or_default();
+        let readers = service::find_readers(config, &configured, url, tls).await;
         health.set_connected(true);
         metrics.set_connected(true);
         health.set_standby(true);
@@ -347,7 +356,9 @@ async fn term(
             seconds = won.elapsed().as_secs_f64(),
             "writer: caught up; publishing the decisions past the outbox mark, then consuming"
         );
-        service::check_readers(&mut core, url, tls).await;
+        if let Some(readers) = readers {
+            core.set_readers(readers);
+        }
         let served = service::session_on(&mut core, &conn, &mut stop).await;
         if served.is_ok() {
             core.final_mark().await;

@@ -549,9 +549,22 @@ pub(crate) async fn check_readers(
     url: &str,
     tls: &crate::live::config::TlsMaterial,
 ) {
+    if let Some(readers) = find_readers(&core.config, &core.configured, url, tls).await {
+        core.readers = Arc::new(readers);
+    }
+}
+
+/// The publishers that have a queue to be told in, checked on a connection of its own and
+/// bounded (see [`check_readers`]); `None` when the check could not be made.
+pub(crate) async fn find_readers(
+    config: &Config,
+    configured: &Readers,
+    url: &str,
+    tls: &crate::live::config::TlsMaterial,
+) -> Option<Readers> {
     let check = async {
         let conn = amqp::connect(url, tls, "handoff serve (queue check)").await?;
-        let found = amqp::existing_readers(&conn, &core.configured).await;
+        let found = amqp::existing_readers(&conn, configured).await;
         let _ = conn.close(200, "checked".into()).await;
         found
     };
@@ -561,19 +574,30 @@ pub(crate) async fn check_readers(
                 warn!(
                     agency = %name,
                     queue = %format!("{}{name}", amqp::AGENCY_QUEUE_PREFIX),
-                    parked_in = %core.config.amqp.unrouted_exchange,
+                    parked_in = %config.amqp.unrouted_exchange,
                     "a publisher has no queue to be told in: decisions it is a party to are parked for it"
                 );
             }
-            core.readers = Arc::new(readers);
+            Some(readers)
         }
-        Ok(Err(e)) => warn!(
-            error = %crate::live::publish::redact_url(&e.to_string()),
-            "could not check which publishers have a queue; the last answer stands"
-        ),
+        Ok(Err(e)) => {
+            warn!(
+                error = %crate::live::publish::redact_url(&e.to_string()),
+                "could not check which publishers have a queue; the last answer stands"
+            );
+            None
+        }
         Err(_) => {
-            warn!("checking which publishers have a queue took over 15 s; the last answer stands")
+            warn!("checking which publishers have a queue took over 15 s; the last answer stands");
+            None
         }
+    }
+}
+
+impl Core {
+    /// Sets which publishers have a queue (found while this instance was a standby).
+    pub(crate) fn set_readers(&mut self, readers: Readers) {
+        self.readers = Arc::new(readers);
     }
 }
 
@@ -660,9 +684,19 @@ pub(crate) async fn session_on(
         .await?;
     let max_batch = usize::from(c.prefetch).div_ceil(4).max(1);
     let mut deliveries: Vec<Delivery> = Vec::with_capacity(max_batch);
+    let at_start = core.pipeline.confirmed();
+    let mut first_confirmed = false;
     let result = loop {
         let confirmed = *confirmed_rx.borrow_and_update();
         core.confirmed(confirmed);
+        if !first_confirmed && confirmed.decisions > at_start.decisions {
+            // The moment a new writer's first decision is out (failover measurements).
+            first_confirmed = true;
+            info!(
+                decisions = confirmed.decisions - at_start.decisions,
+                "first decisions of this session confirmed"
+            );
+        }
         if confirmed.decisions >= catch_up.decisions && confirmed.refusals >= catch_up.refusals {
             core.health.set_caught_up(true);
         }
@@ -826,8 +860,12 @@ fn process(
     let batch = match tokio::task::block_in_place(|| core.pipeline.poll_batch()) {
         Ok(b) => b,
         Err(e) => {
-            // Not ready from here on: the service stops without acknowledging this batch.
-            core.health.set_stopping(true);
+            // Not ready from here on: the service stops without acknowledging this batch
+            // (with the stream journal, the instance gives up the writer's role instead,
+            // and carries on as a standby).
+            if !matches!(e, JournalError::Stream { .. }) {
+                core.health.set_stopping(true);
+            }
             return Err(e.into());
         }
     };

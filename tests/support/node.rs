@@ -75,8 +75,8 @@ fn docker_forced() -> bool {
         .is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
 }
 
-/// The local installation's directory, if there is one.
-fn installation() -> Option<PathBuf> {
+/// The local installation's directory, if there is one (`cluster.rs` uses it too).
+pub fn installation() -> Option<PathBuf> {
     if let Ok(dir) = std::env::var("HANDOFF_TEST_RABBITMQ_BIN")
         && !dir.is_empty()
     {

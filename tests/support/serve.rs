@@ -64,6 +64,13 @@ impl Serve {
 
     /// Starts the service on the broker at `url` (a private node, say), as that URL's user.
     pub fn start_on(name: &str, url: &str, publishers: &str, extra: &[(&str, &str)]) -> Serve {
+        let mut s = Serve::new_on(name, url, publishers, extra);
+        s.spawn();
+        s
+    }
+
+    /// The service's settings, not started yet.
+    pub fn new_on(name: &str, url: &str, publishers: &str, extra: &[(&str, &str)]) -> Serve {
         let http = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -84,15 +91,13 @@ impl Serve {
             .into_iter()
             .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .collect();
-        let mut s = Serve {
+        Serve {
             child: None,
             http,
             dir,
             env,
             runs: 0,
-        };
-        s.spawn();
-        s
+        }
     }
 
     pub fn journal(&self) -> PathBuf {
@@ -100,6 +105,18 @@ impl Serve {
     }
 
     pub fn spawn(&mut self) {
+        self.spawn_only();
+        self.wait_ready();
+    }
+
+    /// Starts the process and waits until it answers `/readyz` at all: ready, or a hot
+    /// standby of the stream journal (503 `standby…`).
+    pub fn spawn_up(&mut self) {
+        self.spawn_only();
+        self.wait_up();
+    }
+
+    fn spawn_only(&mut self) {
         assert!(self.child.is_none());
         self.runs += 1;
         let log = std::fs::File::create(self.dir.join(format!("serve-{}.log", self.runs))).unwrap();
@@ -111,7 +128,49 @@ impl Serve {
             .spawn()
             .expect("starting handoff serve");
         self.child = Some(child);
-        self.wait_ready();
+    }
+
+    /// Waits until the service is the writer (ready) or a standby.
+    pub fn wait_up(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.is_writer() && !self.is_standby() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("handoff serve exited with {status}:\n{}", self.logs());
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "handoff serve neither writer nor standby after 60 s:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether `/readyz` says ready (with the stream journal: the writer).
+    pub fn is_writer(&self) -> bool {
+        matches!(http_get(self.http, "/readyz"), Some((200, _)))
+    }
+
+    /// Whether `/readyz` says standby.
+    pub fn is_standby(&self) -> bool {
+        matches!(http_get(self.http, "/readyz"), Some((503, body)) if body.starts_with("standby"))
+    }
+
+    /// The process id of the running service.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGSTOP: the process freezes (its connections stay open until the broker's
+    /// heartbeat gives up on them).
+    pub fn pause(&self) {
+        signal(self.pid(), "-STOP");
+    }
+
+    /// SIGCONT after [`Serve::pause`].
+    pub fn resume(&self) {
+        signal(self.pid(), "-CONT");
     }
 
     pub fn wait_ready(&mut self) {
@@ -213,6 +272,14 @@ impl Drop for Serve {
             let _ = c.wait();
         }
     }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill {sig} {pid}");
 }
 
 /// Whether a journal line is a control entry (a `type` under `handoff.journal.`).
