@@ -344,7 +344,7 @@ async fn one_writer_through_writer_kills_zombies_and_node_losses() {
     }
     export(&urls[0], &exported);
     let expected = replay(&exported, &now_rfc3339());
-    let arrivals = await_decisions(&seen, expected.len(), || {
+    let arrivals = await_decisions(&seen, &expected, || {
         instances.iter().map(Serve::logs).collect()
     })
     .await;

@@ -154,7 +154,7 @@ async fn nothing_is_lost_through_kills_broker_restarts_and_dropped_connections()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let expected = replay(&serve.journal(), &now_rfc3339());
-    let arrivals = await_decisions(&seen, expected.len(), || serve.logs()).await;
+    let arrivals = await_decisions(&seen, &expected, || serve.logs()).await;
     let Checked {
         plain,
         live,

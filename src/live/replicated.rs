@@ -409,17 +409,16 @@ async fn take_over(
             message,
         })
     };
-    // The epoch is one above the last this standby read; if it had not read to the end yet,
-    // an older writer's marker comes back before this one, which then does not count, and
-    // the next try claims one more. Only this instance appends markers while it holds the
-    // lock, so a try after reading past every older marker wins.
+    // The epoch is one above the last this standby read. If it had not read to the end
+    // yet, an older writer's marker of that epoch or a later one lies ahead, and this
+    // marker will not count: the standby reads on until its own marker comes back (so it
+    // has then read everything before it) and claims again, one above the last it read.
+    // Only this instance appends markers while it holds the lock, so the second claim wins.
     let mut tries = 0;
     let epoch = 'claim: loop {
         tries += 1;
-        if tries > 10 {
-            return Err(stream_failed(
-                "ten markers in a row were overtaken by older ones".into(),
-            ));
+        if tries > 3 {
+            return Err(stream_failed("three markers in a row did not count".into()));
         }
         let epoch = follower.reader.fence.next_epoch();
         let now = Utc::now().trunc_subsecs(3);
@@ -446,29 +445,27 @@ async fn take_over(
                 ));
             }
         }
-        let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let m = tokio::time::timeout_at(deadline, rx.recv())
+            // Bounded per message, not in all: a standby far behind may have much to read.
+            let m = tokio::time::timeout(timeout, rx.recv())
                 .await
                 .map_err(|_| stream_failed("the writer's marker was not read back".into()))?
                 .ok_or(ServeError::ConsumerClosed)?
                 .map_err(|e| damaged(&j.stream, 0, e))?;
-            match follower.apply(&j.stream, m)? {
-                Some(Read::Line {
-                    epoch: e,
-                    seq: 0,
-                    line: l,
-                }) if e == epoch && l == line => break 'claim epoch,
-                // A marker of this epoch or a later one counted first (an older writer's,
-                // not read yet when the epoch was chosen): this one cannot count.
-                _ if follower.reader.fence.epoch() >= Some(epoch) => {
-                    info!(
-                        epoch,
-                        "an older writer's marker came first; claiming the next epoch"
-                    );
-                    continue 'claim;
+            let ours = matches!(
+                &m,
+                Message::Entry { epoch: e, seq: 0, line: l, .. } if *e == epoch && *l == line
+            );
+            let read = follower.apply(&j.stream, m)?;
+            if ours {
+                if matches!(read, Some(Read::Line { .. })) {
+                    break 'claim epoch;
                 }
-                _ => {}
+                info!(
+                    epoch,
+                    "an older writer's marker of this epoch came first; claiming the next"
+                );
+                continue 'claim;
             }
         }
     };

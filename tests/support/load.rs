@@ -301,27 +301,41 @@ pub fn key(e: &Value) -> (String, String) {
     )
 }
 
-/// Waits (up to 120 s) until the auditor has seen `expected` distinct decision ids, and
-/// gives every arrival; `logs` explains a failure.
+/// Waits (up to 120 s) until the auditor has seen every decision of `expected` (bodies,
+/// as `handoff replay` prints them), and gives every arrival; on failure it names the
+/// decisions missing, and `logs` explains the rest.
 pub async fn await_decisions(
     seen: &Mutex<Vec<Arrival>>,
-    expected: usize,
+    expected: &[String],
     logs: impl Fn() -> String,
 ) -> Vec<Arrival> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let all = seen.lock().unwrap().clone();
         let ids: BTreeSet<&str> = all.iter().map(|a| a.seen.message_id.as_str()).collect();
-        if ids.len() >= expected {
+        if ids.len() >= expected.len() {
             return all;
         }
-        assert!(
-            Instant::now() < deadline,
-            "saw {} of {} decisions after 120 s:\n{}",
-            ids.len(),
-            expected,
-            logs()
-        );
+        if Instant::now() >= deadline {
+            let missing: Vec<&String> = expected
+                .iter()
+                .filter(|d| {
+                    let v: Value = serde_json::from_str(d).unwrap();
+                    !ids.contains(v["id"].as_str().unwrap())
+                })
+                .collect();
+            panic!(
+                "saw {} of {} decisions after 120 s; missing:\n{}\n{}",
+                ids.len(),
+                expected.len(),
+                missing
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                logs()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

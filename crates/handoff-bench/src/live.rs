@@ -99,9 +99,20 @@ pub struct BenchArgs {
     /// system's temporary directory, removed afterwards].
     #[arg(long, value_name = "DIR")]
     pub journal_dir: Option<PathBuf>,
+    /// The journal handoff writes: `file` (fsync'd), or `stream`, which measures handoff
+    /// twice in the same run, on the file journal and then on a RabbitMQ stream journal
+    /// (a lone writer: it takes the lock at once), and reports their ratio.
+    #[arg(long, value_enum, default_value = "file")]
+    pub journal: JournalKind,
     /// Print one JSON object on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JournalKind {
+    File,
+    Stream,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -217,14 +228,20 @@ fn run_inner(args: &BenchArgs) -> Result<(), BenchError> {
         .map_err(|e| BenchError::CannotRun(format!("cannot start a runtime: {e}")))?;
     harness.block_on(preflight(&ctx))?;
 
-    let modes: &[Mode] = match args.mode {
-        Mode::Both => &[Mode::Handoff, Mode::Relay],
-        Mode::Handoff => &[Mode::Handoff],
-        Mode::Relay => &[Mode::Relay],
+    let mut modes: Vec<(Mode, config::Backend)> = match args.mode {
+        Mode::Both => vec![
+            (Mode::Handoff, config::Backend::File),
+            (Mode::Relay, config::Backend::File),
+        ],
+        Mode::Handoff => vec![(Mode::Handoff, config::Backend::File)],
+        Mode::Relay => vec![(Mode::Relay, config::Backend::File)],
     };
+    if args.journal == JournalKind::Stream && args.mode != Mode::Relay {
+        modes.insert(1, (Mode::Handoff, config::Backend::Stream));
+    }
     let mut outcomes = Vec::new();
     let mut error = None;
-    for (i, mode) in modes.iter().enumerate() {
+    for (i, (mode, backend)) in modes.iter().enumerate() {
         if i > 0 {
             // Let the broker settle (queue deletions, WAL) between the two.
             std::thread::sleep(Duration::from_secs(2));
@@ -232,7 +249,7 @@ fn run_inner(args: &BenchArgs) -> Result<(), BenchError> {
         let result = harness.block_on(async {
             match mode {
                 Mode::Relay => bench_relay(&ctx, &work).await,
-                _ => bench_handoff(&ctx, &work).await,
+                _ => bench_handoff(&ctx, &work, *backend).await,
             }
         });
         match result {
@@ -471,6 +488,9 @@ struct Names {
     unrouted: String,
     /// The bench's own decision queue, bound to `decisions` with `#`.
     out: String,
+    /// The stream journal and its exchange, and the writer's lock (stream journal only).
+    journal: String,
+    lock: String,
 }
 
 impl Names {
@@ -483,6 +503,8 @@ impl Names {
             dead_letter: format!("{p}.dead-letter"),
             unrouted: format!("{p}.unrouted"),
             out: format!("{p}.out"),
+            journal: format!("{p}.journal"),
+            lock: format!("{p}.writer"),
         }
     }
 }
@@ -693,6 +715,7 @@ async fn cleanup(url: &str, names: &Names) {
         &names.inbound,
         &names.dead_letter,
         &names.unrouted,
+        &names.journal,
     ] {
         if let Ok(ch) = conn.create_channel().await
             && ch
@@ -708,6 +731,7 @@ async fn cleanup(url: &str, names: &Names) {
         &names.decisions,
         &names.dead_letter,
         &names.unrouted,
+        &names.journal,
     ] {
         if let Ok(ch) = conn.create_channel().await
             && ch
@@ -994,8 +1018,16 @@ where
 // ---------------------------------------------------------------------------------------
 // The two modes.
 
-async fn bench_handoff(ctx: &Ctx, work: &Workload) -> Result<Outcome, BenchError> {
-    let names = Names::new(&ctx.run, "handoff");
+async fn bench_handoff(
+    ctx: &Ctx,
+    work: &Workload,
+    backend: config::Backend,
+) -> Result<Outcome, BenchError> {
+    let mode = match backend {
+        config::Backend::File => "handoff",
+        config::Backend::Stream => "handoff-stream",
+    };
+    let names = Names::new(&ctx.run, mode);
     let (dir, temporary) = match &ctx.journal_dir {
         Some(d) => (d.clone(), false),
         None => (
@@ -1017,6 +1049,9 @@ async fn bench_handoff(ctx: &Ctx, work: &Workload) -> Result<Outcome, BenchError
     config.amqp.unrouted_exchange = names.unrouted.clone();
     config.amqp.unrouted_queue = names.unrouted.clone();
     config.journal.path = dir.join(format!("handoff-bench-{}.jsonl", ctx.run));
+    config.journal.backend = backend;
+    config.journal.stream = names.journal.clone();
+    config.journal.lock_queue = names.lock.clone();
     // HTTP is off unless asked for with the service's own override, to watch /metrics
     // (the fsync and consume-to-confirm histograms) during a run.
     config.http.listen = std::env::var("HANDOFF_HTTP_LISTEN").unwrap_or_default();
@@ -1070,7 +1105,7 @@ async fn bench_handoff(ctx: &Ctx, work: &Workload) -> Result<Outcome, BenchError
         return Err(failed(format!("the service stopped with an error: {e}")));
     }
     Ok(Outcome::from_records(
-        "handoff",
+        mode,
         work,
         &records,
         |a| caused_by(&a.body),
@@ -1439,8 +1474,17 @@ struct Report {
 
 impl Report {
     fn ratio(&self) -> Option<f64> {
+        self.ratio_of("handoff", "relay")
+    }
+
+    /// The stream journal's throughput over the file journal's, when both ran.
+    fn stream_ratio(&self) -> Option<f64> {
+        self.ratio_of("handoff-stream", "handoff")
+    }
+
+    fn ratio_of(&self, a: &str, b: &str) -> Option<f64> {
         let get = |m: &str| self.outcomes.iter().find(|o| o.mode == m);
-        Some(get("handoff")?.throughput / get("relay")?.throughput)
+        Some(get(a)?.throughput / get(b)?.throughput)
     }
 
     fn cores() -> usize {
@@ -1472,7 +1516,7 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "{:<8} {:<8} {:>7} {:>8} {:>10} {:>12} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>9} {:>5}",
+            "{:<14} {:<8} {:>7} {:>8} {:>10} {:>12} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>9} {:>5}",
             "mode",
             "queues",
             "events",
@@ -1494,7 +1538,7 @@ impl Report {
                 |f: fn(&Latency) -> f64| l.as_ref().map_or("-".into(), |l| format!("{:.1}", f(l)));
             let _ = writeln!(
                 s,
-                "{:<8} {:<8} {:>7} {:>8} {:>10.0} {:>12.0} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>9} {:>5}",
+                "{:<14} {:<8} {:>7} {:>8} {:>10.0} {:>12.0} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>9} {:>5}",
                 o.mode,
                 self.queue_type.as_str(),
                 o.events,
@@ -1522,6 +1566,13 @@ impl Report {
         }
         if let Some(r) = self.ratio() {
             let _ = writeln!(s, "handoff / relay throughput: {r:.2}");
+        }
+        if let Some(r) = self.stream_ratio() {
+            let _ = writeln!(
+                s,
+                "stream journal / file journal throughput: {r:.2} (handoff-stream: the journal \
+                 in a RabbitMQ stream on the same broker, each commit read back)"
+            );
         }
         s
     }
@@ -1557,6 +1608,7 @@ impl Report {
             "relay_outputs": self.relay_outputs,
             "runs": runs,
             "handoff_to_relay": self.ratio().map(|r| (r * 1000.0).round() / 1000.0),
+            "stream_to_file": self.stream_ratio().map(|r| (r * 1000.0).round() / 1000.0),
         })
     }
 }
