@@ -62,12 +62,15 @@ struct Takeover {
 }
 
 /// A takeover's times, in ms from the fault: lock won, caught up (the stream is the new
-/// writer's), first decision confirmed.
+/// writer's), and the first decision confirmed; or, when the new writer had nothing to
+/// publish (nothing past the outbox mark, and no event came for a while), when it began
+/// consuming (`first` is then that, and `consuming` is true).
 #[derive(Debug, Clone, Copy)]
 struct Times {
     lock: i64,
     caught_up: i64,
     first: i64,
+    consuming: bool,
 }
 
 /// When the log line with `message` (JSON logs) was first written at or after `after`.
@@ -94,12 +97,18 @@ fn times(instances: &[Serve], t: &Takeover) -> Option<Times> {
     let log = std::fs::read_to_string(path).ok()?;
     let lock = logged(&log, "won the writer's lock", t.at)?;
     let caught_up = logged(&log, "writer: the journal stream is ours", lock)?;
-    let first = logged(&log, "first decisions of this session confirmed", caught_up)?;
+    let first = logged(&log, "first decisions of this session confirmed", caught_up)
+        .filter(|f| *f - caught_up < chrono::Duration::seconds(5));
+    let (first, consuming) = match first {
+        Some(f) => (f, false),
+        None => (logged(&log, "connected to RabbitMQ", caught_up)?, true),
+    };
     let ms = |x: DateTime<Utc>| (x - t.at).num_milliseconds();
     Some(Times {
         lock: ms(lock),
         caught_up: ms(caught_up),
         first: ms(first),
+        consuming,
     })
 }
 
@@ -358,9 +367,11 @@ async fn one_writer_through_writer_kills_zombies_and_node_losses() {
     // The failover times.
     let mut totals = Vec::new();
     let mut parts: [Vec<i64>; 3] = Default::default();
+    let mut idle = 0;
     for t in &takeovers {
         match times(&instances, t) {
             Some(x) => {
+                idle += usize::from(x.consuming);
                 totals.push(x.first);
                 parts[0].push(x.lock);
                 parts[1].push(x.caught_up - x.lock);
@@ -377,7 +388,8 @@ async fn one_writer_through_writer_kills_zombies_and_node_losses() {
     let duplicates = plain.len() - live.len();
     println!(
         "failover: seed={seed} events={} writer_kills={} zombie_pauses={} node_kills={} \
-         (stream leader each time: {leaders_killed}) takeovers={} writers_opened={opened} \
+         (stream leader each time: {leaders_killed}) takeovers={} \
+         takeovers_with_nothing_to_publish={idle} writers_opened={opened} \
          journaled={} journaled_twice=0 decisions={} decision_copies_seen={} \
          decisions_seen_more_than_once={duplicates} decisions_missing=0 decisions_extra=0 \
          ids_with_two_bodies=0 events_resent_by_publisher={} holds_lapsed={lapsed} \

@@ -858,3 +858,39 @@ proptest! {
         run(&ops);
     }
 }
+
+/// A new writer of the stream journal stamps nothing earlier than the previous writer's
+/// clock (from its last outbox mark), even when its own host's clock is behind: the
+/// decisions that mark counts (timers the old writer fired included) keep their positions
+/// in decision order.
+#[test]
+fn a_new_writer_stamps_nothing_before_the_previous_writers_clock() {
+    let before = t("2026-12-01T10:00:00Z");
+    let theirs = t("2026-12-01T10:05:00Z");
+    let mut r = Recovering::new(Marks::default());
+    r.floor(theirs);
+    assert_eq!(r.clock(), Some(theirs));
+    let (mut p, _) = r
+        .finish::<_, Meta>(settings(), MemJournal::new(), before)
+        .unwrap();
+    assert_eq!(p.high_water(), Some(theirs));
+    let m = msg(
+        "bop",
+        "b1",
+        before,
+        bop_release("P-0001", "fci-test", "2026-12-20T00:00:00Z"),
+    );
+    p.handle_delivery(
+        before,
+        Inbound {
+            tag: 1,
+            user: m.user,
+            bytes: m.bytes,
+            meta: 1,
+        },
+    );
+    p.poll_batch().unwrap();
+    let last = p.journal().entries().last().unwrap().clone();
+    let v: Value = serde_json::from_str(&unframed(&last)).unwrap();
+    assert_eq!(v["handoffreceived"], "2026-12-01T10:05:00Z", "{v}");
+}

@@ -40,6 +40,11 @@ pub const SEQ: &str = "x-handoff-seq";
 pub const PUBLISHED: &str = "x-handoff-published";
 /// Header of an outbox mark: how many of the rules' refusals were dead-lettered.
 pub const DEAD_LETTERED: &str = "x-handoff-dead-lettered";
+/// Header of an outbox mark: the writer's clock when the mark was taken (milliseconds
+/// since 1970), no earlier than any decision it counts; a new writer never stamps an event
+/// earlier, so that the decisions the mark counts keep their positions in decision order
+/// whatever the new writer's host clock says.
+pub const CLOCK: &str = "x-handoff-clock";
 /// The offset RabbitMQ puts on every delivery from a stream.
 const OFFSET: &str = "x-stream-offset";
 
@@ -158,6 +163,8 @@ pub enum Message {
         epoch: u64,
         published: u64,
         dead_lettered: u64,
+        /// The writer's clock, in milliseconds since 1970.
+        clock: Option<u64>,
     },
 }
 
@@ -217,6 +224,7 @@ pub fn read(d: &Delivery) -> Result<Message, ReadError> {
             epoch,
             published,
             dead_lettered,
+            clock: header(headers, CLOCK),
         });
     }
     let seq = header(headers, SEQ).ok_or_else(|| foreign(offset, "no sequence header"))?;
@@ -304,7 +312,11 @@ pub enum Read {
     /// A journal line that counts (an event or a writer's marker, `seq` 0).
     Line { epoch: u64, seq: u64, line: String },
     /// An outbox mark of the current writer.
-    Mark { published: u64, dead_lettered: u64 },
+    Mark {
+        published: u64,
+        dead_lettered: u64,
+        clock: Option<u64>,
+    },
     /// Skipped: a duplicate, a zombie's, or an old writer's mark.
     Skipped(Option<Verdict>),
 }
@@ -328,11 +340,13 @@ impl Reader {
                 epoch,
                 published,
                 dead_lettered,
+                clock,
                 ..
             } => Ok(if self.fence.mark(epoch) {
                 Read::Mark {
                     published,
                     dead_lettered,
+                    clock,
                 }
             } else {
                 Read::Skipped(None)
@@ -366,8 +380,16 @@ fn entry_properties(epoch: u64, seq: u64) -> BasicProperties {
 }
 
 /// The properties of an outbox mark.
-pub fn mark_properties(epoch: u64, published: u64, dead_lettered: u64) -> BasicProperties {
+pub fn mark_properties(
+    epoch: u64,
+    published: u64,
+    dead_lettered: u64,
+    clock: Option<u64>,
+) -> BasicProperties {
     let mut headers = FieldTable::default();
+    if let Some(ms) = clock {
+        headers.insert(CLOCK.into(), AMQPValue::LongLongInt(ms as i64));
+    }
     headers.insert(EPOCH.into(), AMQPValue::LongLongInt(epoch as i64));
     headers.insert(PUBLISHED.into(), AMQPValue::LongLongInt(published as i64));
     headers.insert(
@@ -638,6 +660,7 @@ pub async fn export(
             Read::Mark {
                 published,
                 dead_lettered,
+                ..
             } => {
                 exported.published = Some((published, dead_lettered));
                 exported.skipped += 1;

@@ -252,6 +252,9 @@ pub struct Recovering {
     next: Marks,
     decisions: VecDeque<Arc<Outgoing>>,
     refusals: Vec<Refusal>,
+    /// No event this writer journals may be stamped earlier (a previous writer's clock,
+    /// from its last outbox mark).
+    floor: Option<Time>,
 }
 
 impl Recovering {
@@ -265,7 +268,15 @@ impl Recovering {
             next: Marks::default(),
             decisions: VecDeque::new(),
             refusals: Vec::new(),
+            floor: None,
         }
+    }
+
+    /// A previous writer's clock (from an outbox mark in the stream): the pipeline will
+    /// stamp nothing earlier. The decisions that writer's mark counts, timers it fired
+    /// included, then keep their positions in decision order, whatever this host's clock.
+    pub fn floor(&mut self, t: Time) {
+        self.floor = self.floor.max(Some(t));
     }
 
     /// One journal entry (a framed line without '\n', or plain event JSON): the engine
@@ -320,9 +331,10 @@ impl Recovering {
         self.refusals.retain(|r| r.index >= upto);
     }
 
-    /// The latest time the journal's events gave the engine.
+    /// The latest time the journal's events gave the engine, or a previous writer's clock
+    /// ([`Recovering::floor`]) if later.
     pub fn clock(&self) -> Option<Time> {
-        self.engine.clock()
+        self.engine.clock().max(self.floor)
     }
 
     /// Events and control entries given so far.
@@ -387,7 +399,7 @@ impl Recovering {
                 })
             })
             .collect();
-        let high_water = self.engine.clock();
+        let high_water = self.engine.clock().max(self.floor);
         let mut p = Pipeline {
             settings,
             engine: self.engine,
@@ -687,6 +699,11 @@ impl<J: Journal, M> Pipeline<J, M> {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The latest time given to the engine (events' stamps, timers fired).
+    pub fn high_water(&self) -> Option<Time> {
+        self.high_water
     }
 }
 

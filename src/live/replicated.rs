@@ -91,10 +91,18 @@ impl Follower {
             Read::Mark {
                 published,
                 dead_lettered,
-            } => self.recovering.confirmed(Marks {
-                decisions: *published,
-                refusals: *dead_lettered,
-            }),
+                clock,
+            } => {
+                self.recovering.confirmed(Marks {
+                    decisions: *published,
+                    refusals: *dead_lettered,
+                });
+                if let Some(t) = clock
+                    .and_then(|ms| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?))
+                {
+                    self.recovering.floor(t);
+                }
+            }
             Read::Skipped(verdict) => {
                 if let Some(v) = verdict {
                     debug!(offset, verdict = ?v, "stream message skipped");
@@ -190,7 +198,7 @@ fn spawn_read_back(
 
 /// Appends the writer's outbox marks to the stream as they move, at most five times a
 /// second, until the sender is dropped.
-fn spawn_marks(ch: Channel, stream: String, epoch: u64, mut rx: watch::Receiver<Marks>) {
+fn spawn_marks(ch: Channel, stream: String, epoch: u64, mut rx: watch::Receiver<Taken>) {
     tokio::spawn(async move {
         while rx.changed().await.is_ok() {
             let m = *rx.borrow_and_update();
@@ -207,18 +215,31 @@ pub(crate) async fn publish_mark(
     ch: &Channel,
     stream: &str,
     epoch: u64,
-    m: Marks,
+    m: Taken,
 ) -> lapin::Result<()> {
     ch.basic_publish(
         stream.into(),
         "".into(),
         lapin::options::BasicPublishOptions::default(),
         b"",
-        stream::mark_properties(epoch, m.decisions, m.refusals),
+        stream::mark_properties(
+            epoch,
+            m.marks.decisions,
+            m.marks.refusals,
+            m.clock
+                .and_then(|t| u64::try_from(t.timestamp_millis()).ok()),
+        ),
     )
     .await?
     .await?;
     Ok(())
+}
+
+/// An outbox mark as taken: what RabbitMQ confirmed, and the writer's clock then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taken {
+    pub marks: Marks,
+    pub clock: Option<handoff_core::model::Time>,
 }
 
 /// Runs the service on the stream journal until `stop`.
@@ -488,7 +509,10 @@ async fn take_over(
         follower
             .recovering
             .finish_opened(settings, AnyJournal::Stream(journal), Utc::now())?;
-    let (marks_tx, marks_rx) = watch::channel(pipeline.confirmed());
+    let (marks_tx, marks_rx) = watch::channel(Taken {
+        marks: pipeline.confirmed(),
+        clock: pipeline.high_water(),
+    });
     let marks_channel = amqp::confirmed_channel(conn).await?;
     spawn_marks(marks_channel.clone(), j.stream.clone(), epoch, marks_rx);
     info!(

@@ -118,7 +118,7 @@ pub(crate) enum MarkStore {
     },
     Stream {
         /// To the task that appends the marks as they move.
-        to: watch::Sender<Marks>,
+        to: watch::Sender<crate::live::replicated::Taken>,
         channel: Channel,
         stream: String,
         epoch: u64,
@@ -280,7 +280,10 @@ impl Core {
                     }
                 }
                 MarkStore::Stream { to, .. } => {
-                    to.send_replace(marks);
+                    to.send_replace(crate::live::replicated::Taken {
+                        marks,
+                        clock: self.pipeline.high_water(),
+                    });
                 }
             }
         }
@@ -317,7 +320,10 @@ impl Core {
             ..
         } = &self.marks
         {
-            let marks = self.pipeline.confirmed();
+            let marks = crate::live::replicated::Taken {
+                marks: self.pipeline.confirmed(),
+                clock: self.pipeline.high_water(),
+            };
             let append = crate::live::replicated::publish_mark(channel, stream, *epoch, marks);
             if !matches!(
                 tokio::time::timeout(Duration::from_secs(5), append).await,
