@@ -2,10 +2,12 @@
 //! "stream"`), written by one writer at a time and read from any offset by every other
 //! instance (hot standbys) and by `handoff journal export`.
 //!
-//! Each journal entry is one message whose body is exactly the journal line a
-//! [`FileJournal`](super::FileJournal) would hold (CRC-framed, without the newline), with
-//! two headers: the writer's epoch ([`EPOCH`]) and the entry's sequence number within that
-//! epoch ([`SEQ`], 0 for the writer's `handoff.journal.opened` marker). Readers decide
+//! Each commit is one message whose body is exactly the journal lines a
+//! [`FileJournal`](super::FileJournal) would hold (CRC-framed), one per line, with two
+//! headers: the writer's epoch ([`EPOCH`]) and the sequence number within that epoch of
+//! its first entry ([`SEQ`]; the next entries follow on; 0 is the writer's
+//! `handoff.journal.opened` marker, alone in its message). One message per commit keeps
+//! the broker's work per commit constant (one message of 250 entries, not 250 messages). Readers decide
 //! which messages count with a [`Fence`]: duplicates from a republish and a zombie's late
 //! entries are skipped. Between the entries, the writer appends *outbox marks*: messages
 //! with an empty body and the headers [`PUBLISHED`] and [`DEAD_LETTERED`], the stream's
@@ -152,11 +154,12 @@ pub enum Start {
 /// One message of the stream, as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
+    /// A batch of entries (one commit's), numbered `seq`, `seq + 1`, ...
     Entry {
         offset: u64,
         epoch: u64,
         seq: u64,
-        line: String,
+        lines: Vec<String>,
     },
     Mark {
         offset: u64,
@@ -228,13 +231,18 @@ pub fn read(d: &Delivery) -> Result<Message, ReadError> {
         });
     }
     let seq = header(headers, SEQ).ok_or_else(|| foreign(offset, "no sequence header"))?;
-    let line = String::from_utf8(d.data.clone()).map_err(|_| foreign(offset, "not UTF-8"))?;
-    super::check(line.as_bytes()).map_err(|e| foreign(offset, &e.to_string()))?;
+    let text = std::str::from_utf8(&d.data).map_err(|_| foreign(offset, "not UTF-8"))?;
+    let mut lines = Vec::new();
+    for (i, line) in text.split('\n').enumerate() {
+        super::check(line.as_bytes())
+            .map_err(|e| foreign(offset, &format!("entry {} of the message: {e}", i + 1)))?;
+        lines.push(line.to_owned());
+    }
     Ok(Message::Entry {
         offset,
         epoch,
         seq,
-        line,
+        lines,
     })
 }
 
@@ -327,12 +335,13 @@ impl Reader {
         self.next_offset.map_or(Start::First, Start::Offset)
     }
 
-    /// Applies the next message. Messages at offsets already read (a consumer that resumed
-    /// at an earlier chunk boundary) are skipped.
-    pub fn apply(&mut self, m: Message) -> Result<Read, ReadError> {
+    /// Applies the next message: what each of its entries (or its mark) means, in order.
+    /// Messages at offsets already read (a consumer that resumed at an earlier chunk
+    /// boundary) are skipped.
+    pub fn apply(&mut self, m: Message) -> Result<Vec<Read>, ReadError> {
         let offset = m.offset();
         if self.next_offset.is_some_and(|n| offset < n) {
-            return Ok(Read::Skipped(None));
+            return Ok(vec![Read::Skipped(None)]);
         }
         self.next_offset = Some(offset + 1);
         match m {
@@ -342,7 +351,7 @@ impl Reader {
                 dead_lettered,
                 clock,
                 ..
-            } => Ok(if self.fence.mark(epoch) {
+            } => Ok(vec![if self.fence.mark(epoch) {
                 Read::Mark {
                     published,
                     dead_lettered,
@@ -350,20 +359,24 @@ impl Reader {
                 }
             } else {
                 Read::Skipped(None)
-            }),
+            }]),
             Message::Entry {
-                epoch, seq, line, ..
+                epoch, seq, lines, ..
             } => {
-                let verdict = self
-                    .fence
-                    .entry(epoch, seq)
-                    .map_err(|error| ReadError::Fence { offset, error })?;
-                if verdict.counts() {
-                    self.entries += 1;
-                    Ok(Read::Line { epoch, seq, line })
-                } else {
-                    Ok(Read::Skipped(Some(verdict)))
+                let mut reads = Vec::with_capacity(lines.len());
+                for (seq, line) in (seq..).zip(lines) {
+                    let verdict = self
+                        .fence
+                        .entry(epoch, seq)
+                        .map_err(|error| ReadError::Fence { offset, error })?;
+                    reads.push(if verdict.counts() {
+                        self.entries += 1;
+                        Read::Line { epoch, seq, line }
+                    } else {
+                        Read::Skipped(Some(verdict))
+                    });
                 }
+                Ok(reads)
             }
         }
     }
@@ -401,8 +414,10 @@ pub fn mark_properties(
         .with_headers(headers)
 }
 
-/// Publishes `lines` (journal lines without '\n') as entries `first_seq..` of `epoch`
-/// through the stream's exchange, and waits for every confirm. A nack is an error.
+/// Publishes `lines` (journal lines without '\n') as entries `first_seq..` of `epoch`:
+/// one message holding them one per line (a commit is one stream message, so the broker's
+/// work does not grow with the batch), through the stream's exchange, and waits for its
+/// confirm. A nack is an error.
 pub async fn publish_entries(
     ch: &Channel,
     stream: &str,
@@ -410,27 +425,21 @@ pub async fn publish_entries(
     first_seq: u64,
     lines: &[String],
 ) -> Result<(), String> {
-    let mut confirms = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
-        let confirm = ch
-            .basic_publish(
-                stream.into(),
-                "".into(),
-                BasicPublishOptions::default(),
-                line.as_bytes(),
-                entry_properties(epoch, first_seq + i as u64),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        confirms.push(confirm);
+    let body = lines.join("\n");
+    let confirm = ch
+        .basic_publish(
+            stream.into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            entry_properties(epoch, first_seq),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    match confirm.await.map_err(|e| e.to_string())? {
+        Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Nack(_) => Err("RabbitMQ refused (nacked) the entries".into()),
     }
-    for confirm in confirms {
-        match confirm.await.map_err(|e| e.to_string())? {
-            Confirmation::Ack(_) | Confirmation::NotRequested => {}
-            Confirmation::Nack(_) => return Err("RabbitMQ refused (nacked) an entry".into()),
-        }
-    }
-    Ok(())
 }
 
 /// What the writer's tail reports of its own entries read back.
@@ -540,6 +549,7 @@ impl Journal for StreamJournal {
             self.timeout,
             publish_entries(&self.channel, &self.stream, self.epoch, first, &lines),
         ));
+
         match published {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(self.fail(e)),
@@ -583,6 +593,7 @@ impl Journal for StreamJournal {
         self.next_seq = end;
         self.len += lines.len() as u64;
         self.last_commit = started.elapsed();
+
         Ok(lines.len())
     }
 
@@ -646,26 +657,29 @@ pub async fn export(
     while reader.next_offset.is_none_or(|n| n < end) {
         let m = tail.next().await?;
         let offset = m.offset();
-        match reader.apply(m).map_err(|e| {
+        let reads = reader.apply(m).map_err(|e| {
             ExportError::Read(ReadError::Foreign {
                 offset,
                 why: e.to_string(),
             })
-        })? {
-            Read::Line { line, .. } => {
-                out.write_all(line.as_bytes())?;
-                out.write_all(b"\n")?;
-                exported.entries += 1;
+        })?;
+        for read in reads {
+            match read {
+                Read::Line { line, .. } => {
+                    out.write_all(line.as_bytes())?;
+                    out.write_all(b"\n")?;
+                    exported.entries += 1;
+                }
+                Read::Mark {
+                    published,
+                    dead_lettered,
+                    ..
+                } => {
+                    exported.published = Some((published, dead_lettered));
+                    exported.skipped += 1;
+                }
+                Read::Skipped(_) => exported.skipped += 1,
             }
-            Read::Mark {
-                published,
-                dead_lettered,
-                ..
-            } => {
-                exported.published = Some((published, dead_lettered));
-                exported.skipped += 1;
-            }
-            Read::Skipped(_) => exported.skipped += 1,
         }
     }
     tail.close().await;

@@ -66,50 +66,52 @@ impl Follower {
         }
     }
 
-    /// Applies one message of the stream; returns the journal line when it counted.
-    fn apply(&mut self, stream: &str, m: Message) -> Result<Option<Read>, ServeError> {
+    /// Applies one message of the stream; returns what each of its entries meant.
+    fn apply(&mut self, stream: &str, m: Message) -> Result<Vec<Read>, ServeError> {
         let offset = m.offset();
-        let read = self
+        let reads = self
             .reader
             .apply(m)
             .map_err(|e| damaged(stream, offset, e))?;
-        match &read {
-            Read::Line { line, .. } => {
-                self.recovering.entry(line).map_err(|e| match e {
-                    EntryError::OtherRules(found) => JournalError::OtherRules {
-                        path: stream.into(),
-                        found,
-                    },
-                    EntryError::Invalid(message) => JournalError::Entry {
-                        path: stream.into(),
-                        offset,
-                        line_number: self.reader.entries,
-                        message,
-                    },
-                })?;
-            }
-            Read::Mark {
-                published,
-                dead_lettered,
-                clock,
-            } => {
-                self.recovering.confirmed(Marks {
-                    decisions: *published,
-                    refusals: *dead_lettered,
-                });
-                if let Some(t) = clock
-                    .and_then(|ms| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?))
-                {
-                    self.recovering.floor(t);
+        for read in &reads {
+            match read {
+                Read::Line { line, .. } => {
+                    self.recovering.entry(line).map_err(|e| match e {
+                        EntryError::OtherRules(found) => JournalError::OtherRules {
+                            path: stream.into(),
+                            found,
+                        },
+                        EntryError::Invalid(message) => JournalError::Entry {
+                            path: stream.into(),
+                            offset,
+                            line_number: self.reader.entries,
+                            message,
+                        },
+                    })?;
                 }
-            }
-            Read::Skipped(verdict) => {
-                if let Some(v) = verdict {
-                    debug!(offset, verdict = ?v, "stream message skipped");
+                Read::Mark {
+                    published,
+                    dead_lettered,
+                    clock,
+                } => {
+                    self.recovering.confirmed(Marks {
+                        decisions: *published,
+                        refusals: *dead_lettered,
+                    });
+                    if let Some(t) = clock.and_then(|ms| {
+                        chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?)
+                    }) {
+                        self.recovering.floor(t);
+                    }
+                }
+                Read::Skipped(verdict) => {
+                    if let Some(v) = verdict {
+                        debug!(offset, verdict = ?v, "stream entry skipped");
+                    }
                 }
             }
         }
-        Ok(Some(read))
+        Ok(reads)
     }
 }
 
@@ -177,20 +179,28 @@ fn spawn_read_back(
     to: std_mpsc::Sender<ReadBack>,
 ) {
     tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            let report = match m.and_then(|m| reader.apply(m)) {
-                Ok(Read::Line {
-                    epoch: e,
-                    seq,
-                    line,
-                }) if e == epoch => ReadBack::Ours { seq, line },
-                Ok(Read::Line { epoch: e, .. }) => ReadBack::Superseded { epoch: e },
-                Ok(_) => continue,
-                Err(e) => ReadBack::Failed(e.to_string()),
+        'read: while let Some(m) = rx.recv().await {
+            let reads = match m.and_then(|m| reader.apply(m)) {
+                Ok(reads) => reads,
+                Err(e) => {
+                    let _ = to.send(ReadBack::Failed(e.to_string()));
+                    break;
+                }
             };
-            let last = !matches!(report, ReadBack::Ours { .. });
-            if to.send(report).is_err() || last {
-                break;
+            for read in reads {
+                let report = match read {
+                    Read::Line {
+                        epoch: e,
+                        seq,
+                        line,
+                    } if e == epoch => ReadBack::Ours { seq, line },
+                    Read::Line { epoch: e, .. } => ReadBack::Superseded { epoch: e },
+                    _ => continue,
+                };
+                let last = !matches!(report, ReadBack::Ours { .. });
+                if to.send(report).is_err() || last {
+                    break 'read;
+                }
             }
         }
     });
@@ -475,11 +485,12 @@ async fn take_over(
                 .map_err(|e| damaged(&j.stream, 0, e))?;
             let ours = matches!(
                 &m,
-                Message::Entry { epoch: e, seq: 0, line: l, .. } if *e == epoch && *l == line
+                Message::Entry { epoch: e, seq: 0, lines, .. }
+                    if *e == epoch && lines.len() == 1 && lines[0] == line
             );
-            let read = follower.apply(&j.stream, m)?;
+            let reads = follower.apply(&j.stream, m)?;
             if ours {
-                if matches!(read, Some(Read::Line { .. })) {
+                if matches!(reads.first(), Some(Read::Line { .. })) {
                     break 'claim epoch;
                 }
                 info!(
