@@ -264,6 +264,18 @@ async fn one_writer_through_writer_kills_zombies_and_node_losses() {
         }
         let w = writer(&instances, None);
         let other = 1 - w;
+        // A hot standby: it has read (nearly) all the writer has journaled. (A standby
+        // started a moment ago is still reading the stream from its start; a failover to
+        // it measures that reading, not the takeover.)
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while journaled(&instances[other]) + 50 < journaled(&instances[w]) {
+            assert!(
+                Instant::now() < deadline,
+                "the standby did not catch up:\n{}",
+                instances[other].logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         match fault {
             Fault::KillWriter => {
                 let at = Utc::now();

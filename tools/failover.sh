@@ -7,6 +7,7 @@
 #
 #   tools/failover.sh                      # 20 kills, 3 zombies, 3 node kills, 20,000 events
 #   KILLS=50 EVENTS=40000 tools/failover.sh
+#   PROFILE_FLAG=--release tools/failover.sh   # the service built as it is deployed
 #
 # Prints the test's summary line (the counts and failover times docs/reliability.md
 # quotes); the whole output is kept in target/failover-long.log.
@@ -20,5 +21,5 @@ export HANDOFF_FAILOVER_HOLDS="${HOLDS:-200}"
 export HANDOFF_FAILOVER_RATE="${RATE:-150}"
 export HANDOFF_FAILOVER_SEED="${SEED:-14}"
 mkdir -p target
-cargo test --locked --test failover -- --nocapture 2>&1 | tee target/failover-long.log |
+cargo test --locked ${PROFILE_FLAG:-} --test failover -- --nocapture 2>&1 | tee target/failover-long.log |
   grep -E '^failover:|^test |panicked|test result'

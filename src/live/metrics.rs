@@ -145,7 +145,7 @@ impl Metrics {
         );
         registry.register_with_unit(
             "handoff_journal_fsync",
-            "Duration of each fsync of the journal",
+            "Duration of each journal commit: one fsync of the file, or (stream journal) publishing a batch and reading it back",
             Unit::Seconds,
             fsync.clone(),
         );

@@ -880,6 +880,9 @@ fn process(
     };
     if batch.committed > 0 {
         core.metrics.observe_fsync(t.elapsed());
+        if let AnyJournal::Stream(j) = core.pipeline.journal() {
+            core.metrics.set_journal_lag(j.last_commit().as_secs_f64());
+        }
         core.metrics
             .set_journal_entries(core.pipeline.journal().len());
     }
