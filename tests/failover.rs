@@ -41,9 +41,10 @@ use serde_json::Value;
 use cluster::Cluster;
 use handoff_gen::Rng;
 use load::{
-    Checked, Outgoing, audit, await_decisions, check_decisions, key, knob, load, publish_all,
+    Checked, audit, await_decisions, check_decisions, key, knob, load, outgoing, publish_all,
+    shuffle,
 };
-use serve::{BIN, Serve, jurisdictions, now_rfc3339, publishers_for, replay, user_for};
+use serve::{BIN, Serve, jurisdictions, now_rfc3339, publishers_for, replay};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Fault {
@@ -221,16 +222,7 @@ async fn one_writer_through_writer_kills_zombies_and_node_losses() {
     assert!(instances[1].is_standby(), "{}", instances[1].logs());
 
     let seen = audit(urls.clone(), "auditor", true);
-    let messages: Arc<Vec<Outgoing>> = Arc::new(
-        events
-            .iter()
-            .map(|e| Outgoing {
-                body: serde_json::to_vec(e).unwrap(),
-                routing_key: e["type"].as_str().unwrap().to_owned(),
-                user: user_for(e),
-            })
-            .collect(),
-    );
+    let messages = outgoing(&events);
     let confirmed = Arc::new(AtomicUsize::new(0));
     let resent = Arc::new(AtomicUsize::new(0));
     let sender = tokio::spawn(publish_all(
@@ -245,10 +237,7 @@ async fn one_writer_through_writer_kills_zombies_and_node_losses() {
         .chain(std::iter::repeat_n(Fault::Zombie, zombies))
         .chain(std::iter::repeat_n(Fault::KillNode, node_kills))
         .collect();
-    for i in (1..faults.len()).rev() {
-        let j = rng.below(i as u64 + 1) as usize;
-        faults.swap(i, j);
-    }
+    shuffle(&mut faults, &mut rng);
     let step = (distinct.len() / (faults.len() + 2)).max(1);
     let mut done: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut takeovers: Vec<Takeover> = Vec::new();

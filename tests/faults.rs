@@ -35,10 +35,11 @@ use serde_json::Value;
 
 use handoff_gen::Rng;
 use load::{
-    Checked, Outgoing, audit, await_decisions, check_decisions, key, knob, load, publish_all,
+    Checked, audit, await_decisions, check_decisions, key, knob, load, outgoing, publish_all,
+    shuffle,
 };
 use node::Node;
-use serve::{Serve, jurisdictions, now_rfc3339, publishers_for, replay, user_for};
+use serve::{Serve, jurisdictions, now_rfc3339, publishers_for, replay};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Fault {
@@ -73,16 +74,7 @@ async fn nothing_is_lost_through_kills_broker_restarts_and_dropped_connections()
     let mut serve = Serve::start_on("faults", &service_url, &publishers, &[]);
     let seen = audit(vec![node.url()], "auditor", false);
 
-    let messages: Arc<Vec<Outgoing>> = Arc::new(
-        events
-            .iter()
-            .map(|e| Outgoing {
-                body: serde_json::to_vec(e).unwrap(),
-                routing_key: e["type"].as_str().unwrap().to_owned(),
-                user: user_for(e),
-            })
-            .collect(),
-    );
+    let messages = outgoing(&events);
     let confirmed = Arc::new(AtomicUsize::new(0));
     let resent = Arc::new(AtomicUsize::new(0));
     let sender = tokio::spawn(publish_all(
@@ -99,10 +91,7 @@ async fn nothing_is_lost_through_kills_broker_restarts_and_dropped_connections()
         .chain(std::iter::repeat_n(Fault::DropConnections, drops))
         .chain(std::iter::repeat_n(Fault::RestartBroker, restarts))
         .collect();
-    for i in (1..faults.len()).rev() {
-        let j = rng.below(i as u64 + 1) as usize;
-        faults.swap(i, j);
-    }
+    shuffle(&mut faults, &mut rng);
     let step = (distinct.len() / (faults.len() + 2)).max(1);
     let mut done: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut while_publishing = 0;

@@ -24,7 +24,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
 use serde_json::Value;
 
-use crate::serve::{self, dedup, generated, now_rfc3339};
+use crate::serve::{self, dedup, generated, now_rfc3339, user_for};
 use crate::support;
 
 /// A size from the environment, or its short-form default.
@@ -441,5 +441,27 @@ pub fn check_decisions(
         live,
         lapsed,
         lags_ms,
+    }
+}
+
+/// The load as messages to publish, each as the user of the agency that sends it.
+pub fn outgoing(events: &[Value]) -> Arc<Vec<Outgoing>> {
+    Arc::new(
+        events
+            .iter()
+            .map(|e| Outgoing {
+                body: serde_json::to_vec(e).unwrap(),
+                routing_key: e["type"].as_str().unwrap().to_owned(),
+                user: user_for(e),
+            })
+            .collect(),
+    )
+}
+
+/// Puts `items` in a random order drawn from `rng` (Fisher-Yates).
+pub fn shuffle<T>(items: &mut [T], rng: &mut handoff_gen::Rng) {
+    for i in (1..items.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        items.swap(i, j);
     }
 }
