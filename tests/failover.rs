@@ -266,9 +266,13 @@ async fn one_writer_through_writer_kills_zombies_and_node_losses() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         match fault {
-            Fault::KillWriter => {
+            Fault::KillWriter | Fault::Zombie => {
                 let at = Utc::now();
-                instances[w].kill();
+                if *fault == Fault::KillWriter {
+                    instances[w].kill();
+                } else {
+                    instances[w].pause();
+                }
                 writer(&instances, Some(w));
                 takeovers.push(Takeover {
                     fault: *fault,
@@ -276,30 +280,22 @@ async fn one_writer_through_writer_kills_zombies_and_node_losses() {
                     instance: other,
                     run: instances[other].runs,
                 });
-                instances[w].spawn_up();
-            }
-            Fault::Zombie => {
-                let at = Utc::now();
-                instances[w].pause();
-                writer(&instances, Some(w));
-                takeovers.push(Takeover {
-                    fault: *fault,
-                    at,
-                    instance: other,
-                    run: instances[other].runs,
-                });
-                // Let the new writer journal a little, then wake the old one: it must
-                // find itself fenced off and become a standby.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                instances[w].resume();
-                let deadline = Instant::now() + Duration::from_secs(60);
-                while !instances[w].is_standby() {
-                    assert!(
-                        Instant::now() < deadline,
-                        "the zombie did not step down:\n{}",
-                        instances[w].logs()
-                    );
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                if *fault == Fault::KillWriter {
+                    instances[w].spawn_up();
+                } else {
+                    // Let the new writer journal a little, then wake the old one: it must
+                    // find itself fenced off and become a standby.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    instances[w].resume();
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while !instances[w].is_standby() {
+                        assert!(
+                            Instant::now() < deadline,
+                            "the zombie did not step down:\n{}",
+                            instances[w].logs()
+                        );
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 }
             }
             Fault::KillNode => {

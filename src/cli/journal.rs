@@ -190,11 +190,7 @@ fn export(args: ExportArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::live::service::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("handoff journal export: cannot start the runtime: {e}");

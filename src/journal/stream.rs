@@ -498,14 +498,6 @@ impl StreamJournal {
         }
     }
 
-    pub fn epoch(&self) -> u64 {
-        self.epoch
-    }
-
-    pub fn stream(&self) -> &str {
-        &self.stream
-    }
-
     /// The channel entries are published on.
     pub fn channel(&self) -> &Channel {
         &self.channel

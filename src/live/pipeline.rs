@@ -337,16 +337,6 @@ impl Recovering {
         self.engine.clock().max(self.floor)
     }
 
-    /// Events and control entries given so far.
-    pub fn entries(&self) -> u64 {
-        self.lines
-    }
-
-    /// Decisions and refusals kept to publish again, were this instance to take over now.
-    pub fn held(&self) -> usize {
-        self.decisions.len() + self.refusals.len()
-    }
-
     /// The pipeline, its `handoff.journal.opened` entry appended and committed (durable
     /// before any event this writer journals), with every timer due by `now` fired (each
     /// decision timed at its deadline) and its decisions in the outbox. `now` is also the

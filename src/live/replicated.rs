@@ -296,7 +296,8 @@ pub(crate) async fn run(
         match result {
             Ok(()) => break,
             Err(ServeError::Journal(JournalError::Stream { stream, message })) => {
-                warn!(%stream, %message, "gave up the writer's role; rebuilding from the stream as a standby");
+                // (`why`, not `message`: a field named `message` replaces the line's text.)
+                warn!(%stream, why = %message, "gave up the writer's role; rebuilding from the stream as a standby");
             }
             Err(e) if e.is_transient() => {
                 warn!(error = %e, "RabbitMQ session ended");

@@ -379,6 +379,15 @@ pub(crate) async fn close(conn: &Connection) {
     }
 }
 
+/// The runtime the service runs on (and `handoff journal export`): two workers, IO and
+/// timers. Multi-threaded, since journal commits run in `block_in_place`.
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
 /// Runs `handoff serve` to the end: recovery, then sessions with RabbitMQ until SIGTERM or
 /// SIGINT, reconnecting with backoff whenever a session fails.
 pub(crate) fn run(config_path: Option<&Path>) -> ExitCode {
@@ -390,11 +399,7 @@ pub(crate) fn run(config_path: Option<&Path>) -> ExitCode {
         }
     };
     init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
             error!("cannot start the runtime: {e}");
