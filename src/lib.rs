@@ -6,6 +6,8 @@
 pub mod answers;
 /// The command line: one module per command.
 pub mod cli;
+/// The operators' and auditors' web console (`handoff serve`, `handoff console LOG`).
+pub mod console;
 /// The wire at the edge: inbound envelope, outbound CloudEvents, JSON Schemas.
 pub mod edge;
 /// The journal: format, file backend, outbox mark, verify and repair.

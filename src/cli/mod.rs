@@ -6,6 +6,7 @@
 //! `late_response`) are noted but are not bad lines (ICD section 6). `serve`, `publish`
 //! and `journal` have statuses of their own, documented in their help.
 
+mod console;
 mod explain;
 mod generate;
 mod journal;
@@ -84,6 +85,7 @@ pub(crate) enum Command {
     Publish(publish::Args),
     Journal(journal::Args),
     Serve(serve::Args),
+    Console(console::Args),
 }
 
 /// How an offline command that ran to the end came out.
@@ -107,6 +109,7 @@ pub fn main() -> ExitCode {
         Command::Publish(args) => return publish::run(args),
         Command::Journal(args) => return journal::run(args),
         Command::Serve(args) => return serve::run(args),
+        Command::Console(args) => return console::run(args),
     };
     match offline {
         Ok(Ended::Accepted) => ExitCode::SUCCESS,

@@ -236,12 +236,41 @@ pub fn run_with<R: BufRead>(
     input: R,
     until: Option<Time>,
     rules: Rules,
+    observe: impl FnMut(&Engine, Seen<'_>) -> io::Result<()>,
+) -> Result<Summary, ReadError> {
+    run_cut(engine, input, until, None, rules, observe)
+}
+
+/// [`run_with`] over the log as it stood at `to`: the first event with a clock time at or
+/// after `to` ends the replay unread, and the timers due by `to` fire at the end. The
+/// console's reports for a window end there.
+pub fn run_to<R: BufRead>(
+    engine: &mut Engine,
+    input: R,
+    to: Time,
+    rules: Rules,
+    observe: impl FnMut(&Engine, Seen<'_>) -> io::Result<()>,
+) -> Result<Summary, ReadError> {
+    run_cut(engine, input, Some(to), Some(to), rules, observe)
+}
+
+fn run_cut<R: BufRead>(
+    engine: &mut Engine,
+    input: R,
+    until: Option<Time>,
+    cut: Option<Time>,
+    rules: Rules,
     mut observe: impl FnMut(&Engine, Seen<'_>) -> io::Result<()>,
 ) -> Result<Summary, ReadError> {
     let mut summary = Summary::default();
     let mut lines = Lines::with_rules(input, rules);
     for item in lines.by_ref() {
         let (line, parsed) = item?;
+        if let (Some(cut), Ok(event)) = (cut, &parsed)
+            && event.clock_time() >= cut
+        {
+            break;
+        }
         let event = match parsed {
             Ok(event) => event,
             Err(error) => {

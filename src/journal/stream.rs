@@ -631,10 +631,10 @@ pub async fn end_offset(conn: &Connection, stream: &str) -> Result<u64, ReadErro
 /// Copies the journal in `stream` as it stands now into `out` as a file journal would
 /// hold it: every entry that counts, in order, one line each (duplicates and what a fenced
 /// writer appended left out).
-pub async fn export(
+pub async fn export<W: std::io::Write + ?Sized>(
     conn: &Connection,
     stream: &str,
-    out: &mut dyn std::io::Write,
+    out: &mut W,
 ) -> Result<Exported, ExportError> {
     let end = end_offset(conn, stream).await?;
     let mut exported = Exported {

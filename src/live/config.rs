@@ -19,6 +19,7 @@ pub struct Config {
     pub amqp: Amqp,
     pub journal: Journal,
     pub http: Http,
+    pub console: Console,
     pub log: Log,
     /// AMQP user name → the agency it speaks for: `bop`, `ice`, `court` or
     /// `jurisdiction:<jurisdiction_id>`. A user not listed here may publish nothing.
@@ -169,6 +170,17 @@ pub struct Http {
     pub listen: String,
 }
 
+/// The web console (`src/console`). Off unless `enabled`; it shows personal data, so it
+/// needs a credential and listens on this host only unless told otherwise.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Console {
+    pub enabled: bool,
+    pub listen: String,
+    /// The credential's Argon2 hash (PHC string), from `handoff console --hash-credential`.
+    pub credential_hash: String,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
@@ -231,6 +243,16 @@ impl Default for Http {
     }
 }
 
+impl Default for Console {
+    fn default() -> Self {
+        Console {
+            enabled: false,
+            listen: "127.0.0.1:9465".into(),
+            credential_hash: String::new(),
+        }
+    }
+}
+
 impl Default for Log {
     fn default() -> Self {
         Log {
@@ -282,6 +304,12 @@ pub(crate) const ENV_OVERRIDES: &[(&str, &str)] = &[
         "journal.writer (empty: <host name>:<pid>)",
     ),
     ("HANDOFF_HTTP_LISTEN", "http.listen (empty: off)"),
+    ("HANDOFF_CONSOLE_ENABLED", "console.enabled (true | false)"),
+    ("HANDOFF_CONSOLE_LISTEN", "console.listen"),
+    (
+        "HANDOFF_CONSOLE_CREDENTIAL_HASH",
+        "console.credential_hash (an Argon2 PHC string)",
+    ),
     ("HANDOFF_LOG_FORMAT", "log.format (text | json)"),
     ("HANDOFF_LOG", "log.level"),
     (
@@ -396,6 +424,24 @@ impl Config {
         if let Some(v) = var("HANDOFF_HTTP_LISTEN") {
             self.http.listen = v;
         }
+        if let Some(v) = var("HANDOFF_CONSOLE_ENABLED") {
+            self.console.enabled = match v.as_str() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        setting: "HANDOFF_CONSOLE_ENABLED",
+                        message: format!("{v:?} is neither true nor false"),
+                    });
+                }
+            };
+        }
+        if let Some(v) = var("HANDOFF_CONSOLE_LISTEN") {
+            self.console.listen = v;
+        }
+        if let Some(v) = var("HANDOFF_CONSOLE_CREDENTIAL_HASH") {
+            self.console.credential_hash = v;
+        }
         if let Some(v) = var("HANDOFF_LOG_FORMAT") {
             self.log.format = match v.as_str() {
                 "text" => LogFormat::Text,
@@ -470,6 +516,9 @@ impl Config {
             }
         }
         self.http_listen()?;
+        if self.console.enabled {
+            self.console_listen()?;
+        }
         check_url(&self.amqp.url)?;
         for url in &self.amqp.urls {
             check_url(url)?;
@@ -507,6 +556,32 @@ impl Config {
                 setting: "http.listen",
                 message: format!("{:?}: {e}", self.http.listen),
             })
+    }
+}
+
+impl Config {
+    /// The console's address and credential hash, checked; what a console needs. `listen`,
+    /// when given, replaces the configured address (`handoff console --listen`).
+    pub(crate) fn console_listen(&self) -> Result<(SocketAddr, String), ConfigError> {
+        let c = &self.console;
+        if c.credential_hash.is_empty() {
+            return Err(ConfigError::Invalid {
+                setting: "console.credential_hash",
+                message: "the console shows personal data and needs a credential: set the \
+                          hash `handoff console --hash-credential` prints (or \
+                          HANDOFF_CONSOLE_CREDENTIAL_HASH)"
+                    .into(),
+            });
+        }
+        crate::console::auth::check_hash(&c.credential_hash).map_err(|e| ConfigError::Invalid {
+            setting: "console.credential_hash",
+            message: e.to_string(),
+        })?;
+        let addr = c.listen.parse().map_err(|e| ConfigError::Invalid {
+            setting: "console.listen",
+            message: format!("{:?}: {e}", c.listen),
+        })?;
+        Ok((addr, c.credential_hash.clone()))
     }
 }
 

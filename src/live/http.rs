@@ -60,6 +60,9 @@ pub struct Health {
     caught_up: AtomicBool,
     stopping: AtomicBool,
     standby: AtomicBool,
+    /// The console's board, refreshed by whoever holds the engine. (Here because, like the
+    /// flags, it is the instance's state as others see it, shared the same way.)
+    pub(crate) board: Arc<crate::console::BoardCell>,
 }
 
 impl Health {
@@ -114,6 +117,18 @@ impl Health {
             None
         }
     }
+}
+
+/// Serves `router` until `shutdown` completes (temporary: axum's own server, until the
+/// probes move onto axum too).
+pub(crate) async fn serve_router(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serves until `shutdown` completes; each connection handled in its own task; errors on one
@@ -313,7 +328,10 @@ fn route(method: &str, path: &str, health: &Health, metrics: &Metrics) -> Respon
         _ => Response {
             status: 200,
             content_type: OPENMETRICS,
-            body: metrics.encode().into_bytes(),
+            body: {
+                metrics.set_ready(health.ready());
+                metrics.encode().into_bytes()
+            },
             allow: false,
             head_only: false,
         },

@@ -23,9 +23,14 @@
 //! | `handoff_journal_entries` | gauge | entries in the journal |
 //! | `handoff_decisions_unpublished` | gauge | journaled decisions not yet confirmed |
 //! | `handoff_amqp_connected` | gauge | 1 while connected to RabbitMQ, else 0 |
+//! | `handoff_ready` | gauge | 1 when `/readyz` answers 200, else 0 (as of the scrape) |
+//! | `handoff_journal_write_failures_total` | counter | journal commits that failed |
+//! | `handoff_hold_release_delay_seconds` | histogram | a hold's end (R3.5) confirmed, less its `hold_until` |
+//! | `handoff_timer_overdue_seconds` | gauge | how far past its deadline the earliest pending timer is (as of the scrape) |
+//! | `handoff_role{role}`, `handoff_journal_epoch`, `handoff_journal_lag_seconds` | gauges | the stream journal's roles (see `Metrics::new`) |
 
 use std::fmt;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -80,7 +85,16 @@ pub struct Metrics {
     role: Family<RoleLabel, CountGauge>,
     epoch: CountGauge,
     journal_lag: Gauge<f64, AtomicU64>,
+    ready: CountGauge,
+    write_failures: Counter,
+    hold_release_delay: Histogram,
+    timer_overdue: Gauge<f64, AtomicU64>,
+    /// The earliest pending timer's deadline, Unix milliseconds; [`NO_DEADLINE`] for none.
+    next_deadline: AtomicI64,
 }
+
+/// `next_deadline` when no timer is pending (or this instance fires none: a standby).
+const NO_DEADLINE: i64 = i64::MIN;
 
 impl Metrics {
     /// Registers every metric of the service, all at zero.
@@ -104,6 +118,12 @@ impl Metrics {
         let role = Family::<RoleLabel, CountGauge>::default();
         let epoch = CountGauge::default();
         let journal_lag = Gauge::<f64, AtomicU64>::default();
+        let ready = CountGauge::default();
+        let write_failures = Counter::default();
+        // Seconds past `hold_until`: the alert rules compare with the 60 s bound.
+        let hold_release_delay =
+            Histogram::new([0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0]);
+        let timer_overdue = Gauge::<f64, AtomicU64>::default();
 
         // Counter names are given without `_total` and histogram names without `_seconds`:
         // the encoder appends the suffix of the type and of the unit. It also ends each help
@@ -188,6 +208,28 @@ impl Metrics {
             Unit::Seconds,
             journal_lag.clone(),
         );
+        registry.register(
+            "handoff_ready",
+            "1 when /readyz answers 200 (connected, recovered, caught up, the writer, not stopping), else 0",
+            ready.clone(),
+        );
+        registry.register(
+            "handoff_journal_write_failures",
+            "Journal commits that failed: a write or fsync of the file, or a stream batch not confirmed or not read back",
+            write_failures.clone(),
+        );
+        registry.register_with_unit(
+            "handoff_hold_release_delay",
+            "For each release ending a 48-hour hold (R3.5): when the broker confirmed it, less the hold's hold_until",
+            Unit::Seconds,
+            hold_release_delay.clone(),
+        );
+        registry.register_with_unit(
+            "handoff_timer_overdue",
+            "How far past its deadline the earliest pending timer (a hold's end, an offer's answer) is, as of the scrape; 0 when none is",
+            Unit::Seconds,
+            timer_overdue.clone(),
+        );
         for role_name in ROLES {
             let _ = role.get_or_create(&RoleLabel { role: role_name });
         }
@@ -209,6 +251,11 @@ impl Metrics {
             role,
             epoch,
             journal_lag,
+            ready,
+            write_failures,
+            hold_release_delay,
+            timer_overdue,
+            next_deadline: AtomicI64::new(NO_DEADLINE),
         }
     }
 
@@ -289,6 +336,10 @@ impl Metrics {
 
     /// Sets this instance's role: the writer (`true`) or a standby.
     pub(crate) fn set_role(&self, writer: bool) {
+        if !writer {
+            // A standby fires no timer: none of its own can be overdue.
+            self.set_next_deadline(None);
+        }
         for r in ROLES {
             let on = (r == "writer") == writer;
             self.role
@@ -322,8 +373,41 @@ impl Metrics {
         self.connected.set(u64::from(up));
     }
 
-    /// Renders every metric in the OpenMetrics text format, ending with `# EOF`.
+    /// Sets whether `/readyz` answers 200 (called as a scrape begins).
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.ready.set(u64::from(ready));
+    }
+
+    /// Counts a journal commit that failed.
+    pub(crate) fn write_failure(&self) {
+        self.write_failures.inc();
+    }
+
+    /// A hold's end confirmed `late` after its `hold_until` (negative: before it).
+    pub(crate) fn observe_hold_release(&self, late: chrono::TimeDelta) {
+        self.hold_release_delay
+            .observe(late.num_milliseconds() as f64 / 1000.0);
+    }
+
+    /// The earliest pending timer's deadline (`None`: none pending, or not the writer).
+    pub(crate) fn set_next_deadline(&self, deadline: Option<chrono::DateTime<chrono::Utc>>) {
+        self.next_deadline.store(
+            deadline.map_or(NO_DEADLINE, |d| d.timestamp_millis()),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Renders every metric in the OpenMetrics text format, ending with `# EOF`. The
+    /// overdue gauge is worked out here, from the wall clock: a service that has stalled
+    /// must still show its timers falling behind.
     pub(crate) fn encode(&self) -> String {
+        let deadline = self.next_deadline.load(Ordering::Relaxed);
+        let overdue = if deadline == NO_DEADLINE {
+            0.0
+        } else {
+            ((chrono::Utc::now().timestamp_millis() - deadline) as f64 / 1000.0).max(0.0)
+        };
+        self.timer_overdue.set(overdue);
         let mut out = String::with_capacity(8 * 1024);
         // Writing to a String cannot fail, and neither can encoding these label values.
         encode(&mut out, &self.registry).expect("encoding metrics into a String cannot fail");

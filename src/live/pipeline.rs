@@ -34,6 +34,7 @@ use std::sync::Arc;
 
 use chrono::SubsecRound;
 
+use crate::console::Recent;
 use crate::edge::envelope;
 use crate::edge::reason::DeadLetterReason;
 use crate::edge::wire;
@@ -42,7 +43,7 @@ use crate::journal::feed::{self, Summary};
 use crate::journal::{EntryError, Journal, JournalError, unframed};
 use handoff_core::authz::{self, Agency};
 use handoff_core::engine::{Engine, Outcome, Reject};
-use handoff_core::model::{Decision, Party, Time};
+use handoff_core::model::{Decision, Party, Rule, Time};
 
 /// What the pipeline needs to know of the configuration.
 #[derive(Debug, Clone)]
@@ -102,6 +103,9 @@ pub struct Outgoing {
     /// The keys of the agencies told of it (ICD section 4), for the `BCC` header.
     pub parties: Vec<String>,
     pub body: Vec<u8>,
+    /// For the end of a 48-hour hold (R3.5), its `hold_until`: how late the release went
+    /// out is measured against it.
+    pub hold_until: Option<Time>,
 }
 
 /// Where a dead letter came from.
@@ -208,6 +212,8 @@ pub struct Pipeline<J, M> {
     high_water: Option<Time>,
     pending: Batch<M>,
     failed: bool,
+    /// The latest decisions and the dead letters, for the console's board.
+    recent: Recent,
 }
 
 /// What recovery found.
@@ -255,6 +261,8 @@ pub struct Recovering {
     /// No event this writer journals may be stamped earlier (a previous writer's clock,
     /// from its last outbox mark).
     floor: Option<Time>,
+    /// The latest decisions, for the console's board.
+    recent: Recent,
 }
 
 impl Recovering {
@@ -269,6 +277,7 @@ impl Recovering {
             decisions: VecDeque::new(),
             refusals: Vec::new(),
             floor: None,
+            recent: Recent::default(),
         }
     }
 
@@ -295,6 +304,7 @@ impl Recovering {
         };
         let step = feed::decide(&mut self.engine, &mut self.summary, &event);
         for d in &step.decisions {
+            self.recent.decision(d);
             if self.next.decisions >= self.marks.decisions {
                 self.decisions
                     .push_back(Arc::new(outgoing(self.next.decisions, d)));
@@ -333,6 +343,11 @@ impl Recovering {
 
     /// The latest time the journal's events gave the engine, or a previous writer's clock
     /// ([`Recovering::floor`]) if later.
+    /// The engine and the latest decisions so far (a standby's board).
+    pub(crate) fn board_parts(&self) -> (&Engine, &Recent) {
+        (&self.engine, &self.recent)
+    }
+
     pub fn clock(&self) -> Option<Time> {
         self.engine.clock().max(self.floor)
     }
@@ -402,6 +417,7 @@ impl Recovering {
             high_water,
             pending: Batch::empty(self.next),
             failed: false,
+            recent: self.recent,
         };
         if append_opened {
             p.append_opened(now);
@@ -494,6 +510,7 @@ impl<J: Journal, M> Pipeline<J, M> {
             }
         };
         if let Some((reason, detail, refusal)) = dead {
+            self.recent.dead_letter(reason.as_str());
             self.pending.dead_letters.push(Arc::new(DeadLetter {
                 reason,
                 detail,
@@ -547,6 +564,7 @@ impl<J: Journal, M> Pipeline<J, M> {
 
     fn queue(&mut self, decisions: &[Decision]) {
         for d in decisions {
+            self.recent.decision(d);
             self.pending
                 .decisions
                 .push(Arc::new(outgoing(self.next.decisions, d)));
@@ -687,6 +705,11 @@ impl<J: Journal, M> Pipeline<J, M> {
         &mut self.journal
     }
 
+    /// The latest decisions and the dead letters (the console's board).
+    pub(crate) fn recent(&self) -> &Recent {
+        &self.recent
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
@@ -736,5 +759,6 @@ fn outgoing(index: u64, d: &Decision) -> Outgoing {
         routing_key: d.routing_key(),
         parties: d.parties.iter().map(Party::key).collect(),
         body,
+        hold_until: (d.rule == Rule::R3_5).then_some(d.time),
     }
 }

@@ -372,8 +372,10 @@ async fn term(
                     let m = m.ok_or(ServeError::ConsumerClosed)?.map_err(|e| damaged(&j.stream, 0, e))?;
                     follower.apply(&j.stream, m)?;
                     observe(metrics, follower);
+                    refresh_board(health, follower, false);
                 }
                 _ = poll.tick() => {
+                    refresh_board(health, follower, false);
                     if lock(&conn, &j.lock_queue).await? {
                         break;
                     }
@@ -403,6 +405,14 @@ async fn term(
     .await;
     service::close(&conn).await;
     result
+}
+
+/// Refreshes the console's board from what the standby has read.
+fn refresh_board(health: &Health, follower: &Follower, force: bool) {
+    let (engine, recent) = follower.recovering.board_parts();
+    health
+        .board
+        .refresh(engine, recent, crate::console::Role::Standby, force);
 }
 
 /// Sets the standby's gauges.
@@ -540,7 +550,7 @@ async fn take_over(
     metrics.set_unpublished(pipeline.unpublished() as u64);
     health.set_standby(false);
     metrics.set_role(true);
-    Ok(Core::new(
+    let core = Core::new(
         config.clone(),
         pipeline,
         MarkStore::Stream {
@@ -551,5 +561,7 @@ async fn take_over(
         },
         metrics.clone(),
         health.clone(),
-    ))
+    );
+    core.refresh_board(true);
+    Ok(core)
 }

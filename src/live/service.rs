@@ -33,6 +33,7 @@ use tracing::{debug, error, info, warn};
 use handoff_core::authz::Readers;
 use handoff_core::model::{DecisionType, EventType};
 
+use crate::console::BoardCell;
 use crate::edge::reason::DeadLetterReason;
 use crate::journal::{AnyJournal, FileJournal, Journal, JournalError, OutboxMark};
 use crate::live::amqp;
@@ -222,7 +223,7 @@ impl Core {
         metrics.set_journal_entries(pipeline.journal().len());
         metrics.set_unpublished(pipeline.unpublished() as u64);
         health.set_recovered(true);
-        Ok(Core::new(
+        let core = Core::new(
             config,
             pipeline,
             MarkStore::Files {
@@ -231,7 +232,9 @@ impl Core {
             },
             metrics,
             health,
-        ))
+        );
+        core.refresh_board(true);
+        Ok(core)
     }
 
     /// The service's state around a recovered pipeline.
@@ -293,6 +296,20 @@ impl Core {
 }
 
 impl Core {
+    /// Refreshes what others read of the engine: the next-deadline gauge (from which a
+    /// scrape works out how overdue a timer is) and the console's board (at most once a
+    /// second unless `force`).
+    pub(crate) fn refresh_board(&self, force: bool) {
+        self.metrics.set_next_deadline(self.pipeline.poll_timeout());
+        let role = match &self.marks {
+            MarkStore::Files { .. } => crate::console::Role::Single,
+            MarkStore::Stream { epoch, .. } => crate::console::Role::Writer { epoch: *epoch },
+        };
+        self.health
+            .board
+            .refresh(self.pipeline.engine(), self.pipeline.recent(), role, force);
+    }
+
     /// Closes the stream journal's channels, waiting for the broker's answers, so that
     /// none is still closing when the connection closes (lapin refuses to close a
     /// connection then).
@@ -482,6 +499,44 @@ pub async fn serve(
             }
         });
     }
+    if config.console.enabled {
+        let (addr, hash) = config.console_listen()?;
+        let gate = crate::console::auth::Gate::new(&hash)
+            .map_err(|e| ServeError::Setup(format!("console.credential_hash: {e}")))?;
+        let log = match config.journal.backend {
+            crate::live::config::Backend::File => {
+                crate::console::source::Log::File(config.journal.path.clone())
+            }
+            crate::live::config::Backend::Stream => crate::console::source::Log::Stream {
+                url: config.amqp.url.clone(),
+                tls: config.amqp.tls.load(&config.amqp.url)?,
+                stream: config.journal.stream.clone(),
+            },
+        };
+        health.board.turn_on();
+        let console = crate::console::Console::new(
+            gate,
+            crate::console::source::Source::Live {
+                board: health.board.clone(),
+                log,
+            },
+        );
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| ServeError::Setup(format!("console: cannot listen on {addr}: {e}")))?;
+        info!(%addr, "console: http://{addr}/ (sign in with the configured credential)");
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let done = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) =
+                http::serve_router(listener, crate::console::routes(console), done).await
+            {
+                error!("console failed: {e}");
+            }
+        });
+    }
     if config.journal.backend == crate::live::config::Backend::Stream {
         return crate::live::replicated::run(config, metrics, health, stop_rx).await;
     }
@@ -534,7 +589,8 @@ pub async fn serve(
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// SIGTERM or SIGINT (Ctrl-C).
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -721,6 +777,11 @@ pub(crate) async fn session_on(
             // machine) never lets a hold run past its end.
             until.min(Duration::from_secs(1))
         });
+        // With the console on, wake at least once a second so its board catches up.
+        let wait = match (wait, core.health.board.is_on()) {
+            (w, false) => w,
+            (w, true) => Some(w.map_or(BoardCell::EVERY, |w| w.min(BoardCell::EVERY))),
+        };
         tokio::select! {
             biased;
             // (In its own block, so that no `watch::Ref` is held across an await and the
@@ -758,6 +819,7 @@ pub(crate) async fn session_on(
             Ok(b) => b,
             Err(e) => break Err(e),
         };
+        core.refresh_board(false);
         if let Some(batch) = batch
             && let Err(e) = send(&tx, batch, &mut lost).await
         {
@@ -874,6 +936,7 @@ fn process(
             // Not ready from here on: the service stops without acknowledging this batch
             // (with the stream journal, the instance gives up the writer's role instead,
             // and carries on as a standby).
+            core.metrics.write_failure();
             if !matches!(e, JournalError::Stream { .. }) {
                 core.health.set_stopping(true);
             }
@@ -1106,8 +1169,12 @@ async fn settle(
         for dl in &batch.dead_letters {
             metrics.dead_letter(dl.reason.as_str());
         }
+        let now = Utc::now();
         for o in &batch.decisions {
             metrics.decision_out(o.decision_type);
+            if let Some(until) = o.hold_until {
+                metrics.observe_hold_release(now - until);
+            }
             if partly_unreached(&readers, o).is_some() {
                 metrics.unreached();
             }

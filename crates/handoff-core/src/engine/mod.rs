@@ -47,6 +47,7 @@ use timers::{Timer, TimerKey};
 pub const HOLD_LIMIT: TimeDelta = TimeDelta::hours(48);
 
 pub use r6::PROLONGED;
+pub use timers::{OpenHold, OpenOffer};
 
 /// What the engine made of one event, besides the decisions it returned.
 #[derive(Debug, Clone, PartialEq, Eq)]

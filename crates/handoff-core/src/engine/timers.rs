@@ -58,3 +58,67 @@ impl Engine {
         self.timers.remove(key);
     }
 }
+
+/// An open 48-hour hold (R3.3), as an operator sees it: [`Engine::open_holds`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenHold<'a> {
+    pub person_id: &'a str,
+    /// The jurisdiction holding the person for ICE.
+    pub jurisdiction_id: &'a str,
+    pub detainer_id: &'a str,
+    pub from: Time,
+    /// When the hold ends by law (`from` + 48 hours at the latest).
+    pub until: Time,
+}
+
+/// An open right-of-first-refusal offer to ICE (R1.6): [`Engine::open_offers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenOffer<'a> {
+    pub person_id: &'a str,
+    pub offer_id: &'a str,
+    /// The local claimant the offer was made against.
+    pub jurisdiction_id: &'a str,
+    pub detainer_id: &'a str,
+    pub release_at: Time,
+    /// ICE's answer is due by then; the offer lapses to the claimant after.
+    pub respond_by: Time,
+}
+
+impl Engine {
+    /// The open 48-hour holds, soonest ending first (the timers' order).
+    pub fn open_holds(&self) -> impl Iterator<Item = OpenHold<'_>> {
+        self.timers
+            .iter()
+            .filter(|(_, t)| t.kind == TimerKind::Hold)
+            .filter_map(|(key, t)| {
+                let hold = self.people.get(&t.person)?.hold.as_deref()?;
+                // A timer always belongs to the hold it was set for; checked so that a
+                // stale one could never show a hold that has ended.
+                (hold.timer == *key).then_some(OpenHold {
+                    person_id: &t.person,
+                    jurisdiction_id: &hold.jurisdiction,
+                    detainer_id: &hold.detainer_id,
+                    from: hold.from,
+                    until: hold.until,
+                })
+            })
+    }
+
+    /// The open first-refusal offers, soonest due first.
+    pub fn open_offers(&self) -> impl Iterator<Item = OpenOffer<'_>> {
+        self.timers
+            .iter()
+            .filter(|(_, t)| t.kind == TimerKind::FirstRefusal)
+            .filter_map(|(key, t)| {
+                let offer = self.people.get(&t.person)?.offer.as_deref()?;
+                (offer.timer == *key).then_some(OpenOffer {
+                    person_id: &t.person,
+                    offer_id: &offer.id,
+                    jurisdiction_id: &offer.claim.jurisdiction,
+                    detainer_id: &offer.detainer_id,
+                    release_at: offer.release_at,
+                    respond_by: offer.respond_by,
+                })
+            })
+    }
+}
