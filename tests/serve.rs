@@ -377,7 +377,20 @@ async fn duplicates_are_acknowledged_without_decisions() {
 async fn a_hold_that_expires_while_stopped_is_released_at_restart() {
     let broker = Broker::new("hold");
     let publishers = publishers_for(["tx-travis-county"]);
-    let mut serve = Serve::start("hold", &broker, &publishers);
+    // The console on, to see the hold on the board while it runs.
+    let (credential, hash) = console_credential();
+    let console = free_addr();
+    let console_at = console.to_string();
+    let mut serve = Serve::start_with(
+        "hold",
+        &broker,
+        &publishers,
+        &[
+            ("HANDOFF_CONSOLE_ENABLED", "true"),
+            ("HANDOFF_CONSOLE_LISTEN", &console_at),
+            ("HANDOFF_CONSOLE_CREDENTIAL_HASH", &hash),
+        ],
+    );
     let audit = Watch::start(&broker.url(), "handoff.decisions", "audit").await;
     let (_, operator) = broker.add_user("operator", &["impersonator"]);
     let p = Publisher::connect(&operator).await;
@@ -412,6 +425,34 @@ async fn a_hold_that_expires_while_stopped_is_released_at_restart() {
     )
     .unwrap();
     let hold_until = hold["data"]["hold_until"].as_str().unwrap().to_owned();
+    // The operator's board lists the open hold (refreshed within a second), its person
+    // linked; without the credential, nothing.
+    let (status, page) = http_get_as(console, "/", None).unwrap();
+    assert_eq!(status, 401);
+    assert!(!page.contains("P-170022"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, page) = http_get_as(console, "/", Some(&credential)).unwrap();
+        assert_eq!(status, 200);
+        assert!(page.contains("the only instance (file journal)"), "{page}");
+        if page.contains("<a href=\"/person/P-170022\">") {
+            assert!(page.contains(&hold_until), "the hold's end: {page}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hold never reached the board: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Running and on time: no timer is overdue.
+    assert!(
+        serve
+            .metrics()
+            .contains("handoff_timer_overdue_seconds 0.0"),
+        "{}",
+        serve.metrics()
+    );
     assert!(serve.terminate().success(), "{}", serve.logs());
     let ends = chrono::DateTime::parse_from_rfc3339(&hold_until).unwrap();
     while Utc::now() < ends + chrono::Duration::seconds(1) {
@@ -440,6 +481,23 @@ async fn a_hold_that_expires_while_stopped_is_released_at_restart() {
     assert_eq!(release["data"]["basis"], "hold_expired", "{release}");
     assert_eq!(release["time"], hold_until.as_str());
     assert_eq!(release["data"]["effective_at"], hold_until.as_str());
+    // The release went out at least a second after hold_until (the service was stopped),
+    // and the metric the "held past hold_until" alert reads says so.
+    let metrics = serve.metrics();
+    let sample = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert_eq!(sample("handoff_hold_release_delay_seconds_count"), 1.0);
+    assert!(sample("handoff_hold_release_delay_seconds_sum") >= 1.0);
+    assert_eq!(
+        sample("handoff_hold_release_delay_seconds_bucket{le=\"0.5\"}"),
+        0.0
+    );
+    let (_, board) = http_get_as(console, "/", Some(&credential)).unwrap();
+    assert!(board.contains("No hold is open."), "{board}");
     let expected = replay(&serve.journal(), &now_rfc3339());
     assert_eq!(dedup(&seen), expected);
 }

@@ -292,14 +292,50 @@ pub fn is_control(line: &str) -> bool {
 }
 
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_get_as(addr, path, None)
+}
+
+/// [`http_get`] with `Authorization: Bearer <credential>` (the console).
+pub fn http_get_as(addr: SocketAddr, path: &str, bearer: Option<&str>) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").ok()?;
+    let auth = bearer.map_or(String::new(), |b| format!("Authorization: Bearer {b}\r\n"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{auth}\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.split(' ').nth(1)?.parse().ok()?;
     let body = text.split_once("\r\n\r\n")?.1.to_string();
     Some((status, body))
+}
+
+/// A credential and its hash (`handoff console --hash-credential`), for a console.
+pub fn console_credential() -> (String, String) {
+    let credential = format!("console-test-{}-credential", std::process::id());
+    let mut child = Command::new(BIN)
+        .args(["console", "--hash-credential"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{credential}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    (
+        credential,
+        String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+    )
+}
+
+/// A free port on this host.
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// `handoff replay JOURNAL --until T`: the decisions the journal implies, as lines.
