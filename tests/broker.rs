@@ -1,6 +1,7 @@
 //! The test broker helper itself: a vhost per test, users, closing connections.
 //!
-//! Needs RabbitMQ: `HANDOFF_TEST_AMQP_URL`, or a Docker engine for a container.
+//! Needs RabbitMQ with its management plugin, found as `support/broker.rs` says:
+//! `HANDOFF_TEST_AMQP_URL`, else a local broker at 127.0.0.1:5672, else a container.
 
 #[path = "support/broker.rs"]
 mod broker;
@@ -205,4 +206,78 @@ async fn the_helper_works_in_a_current_thread_runtime() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(broker.close_connections(1), 1);
+}
+
+/// A free port on 127.0.0.1 with nothing listening (free when asked).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Nothing at the AMQP address: the discovery moves on (to a container), it does not fail.
+#[test]
+fn discovery_moves_on_when_nothing_answers_amqp() {
+    let amqp = format!("127.0.0.1:{}", closed_port());
+    let mgmt = format!("http://guest:guest@127.0.0.1:{}", closed_port());
+    assert_eq!(broker::probe_local(&amqp, &mgmt), Ok(false));
+}
+
+/// AMQP answers but the management API does not: the discovery fails and says how to
+/// enable the plugin, without the password, instead of falling back to a container.
+#[test]
+fn discovery_asks_for_the_management_plugin_when_only_amqp_answers() {
+    let amqp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let amqp = amqp.local_addr().unwrap().to_string();
+    let mgmt = format!("http://guest:s3cret-mgmt@127.0.0.1:{}", closed_port());
+    let e = broker::probe_local(&amqp, &mgmt).unwrap_err();
+    assert!(
+        e.contains("rabbitmq-plugins enable rabbitmq_management"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret-mgmt"), "{e}");
+}
+
+/// AMQP and the management API answer: the broker is used, after a `GET /api/overview`
+/// that carries the URL's user and password.
+#[test]
+fn discovery_uses_a_broker_whose_management_api_answers() {
+    use std::io::{BufRead, BufReader, Write};
+    let amqp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let amqp = amqp.local_addr().unwrap().to_string();
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mgmt = format!("http://guest:guest@{}", http.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (stream, _) = http.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            head.push(line.trim().to_string());
+        }
+        let body = "{}";
+        write!(
+            &stream,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        head
+    });
+    assert_eq!(broker::probe_local(&amqp, &mgmt), Ok(true));
+    let head = server.join().unwrap();
+    assert_eq!(head[0], "GET /api/overview HTTP/1.1", "{head:?}");
+    // guest:guest in base64.
+    assert!(
+        head.iter()
+            .any(|h| h.eq_ignore_ascii_case("authorization: Basic Z3Vlc3Q6Z3Vlc3Q=")),
+        "{head:?}"
+    );
 }

@@ -1,6 +1,7 @@
 //! `handoff publish` end to end: the real binary against a real RabbitMQ vhost.
 //!
-//! Needs RabbitMQ: `HANDOFF_TEST_AMQP_URL`, or a Docker engine for a container.
+//! Needs RabbitMQ: a local one at 127.0.0.1:5672, `HANDOFF_TEST_AMQP_URL`, or Docker for a
+//! container (`support/broker.rs`).
 
 #[path = "support/broker.rs"]
 mod broker;

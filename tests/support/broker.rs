@@ -2,17 +2,31 @@
 //!
 //! Include it with `#[path = "support/broker.rs"] mod broker;`.
 //!
-//! The broker is `HANDOFF_TEST_AMQP_URL` (e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`)
-//! with its management API at `HANDOFF_TEST_MGMT_URL` (default: the same user, password
-//! and host, port 15672). When `HANDOFF_TEST_AMQP_URL` is unset, one RabbitMQ container
-//! (testcontainers-modules' management image) is started for the whole test binary and
-//! removed when the process exits.
+//! The broker is found once per test binary, the first time a test asks for it:
+//!
+//! 1. `HANDOFF_TEST_AMQP_URL` (e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`) when set, with
+//!    its management API at `HANDOFF_TEST_MGMT_URL` (default: the same user, password and
+//!    host, port 15672). Both must answer, or every test fails and says which did not.
+//! 2. Otherwise the usual local broker, `amqp://guest:guest@127.0.0.1:5672/%2f` with its
+//!    management API at `http://guest:guest@127.0.0.1:15672`, when its AMQP port accepts a
+//!    TCP connection. Its management API must then answer `/api/overview`: if it does not,
+//!    every test fails and says to run `rabbitmq-plugins enable rabbitmq_management`
+//!    (there is no silent fallback to a container).
+//! 3. Only when nothing answers at 127.0.0.1:5672, one RabbitMQ container
+//!    (testcontainers-modules' management image) started for the whole test binary and
+//!    removed when the process exits; this needs a Docker engine.
+//!
+//! The management API is needed because each test gets its own vhost and users. Which
+//! broker was found is said once on standard error (not captured by the test harness), as
+//! `tests: RabbitMQ at HOST:PORT (HOW)`, without its password.
 //!
 //! Every function here blocks (plain HTTP through `ureq`); they may be called from a plain
 //! `#[test]` and from inside a tokio test, since they never touch the caller's runtime.
 
 #![allow(dead_code)]
 
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
@@ -50,21 +64,116 @@ fn base() -> &'static Base {
     }
 }
 
+/// The usual local broker's AMQP URL and management API.
+const LOCAL_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const LOCAL_MGMT_URL: &str = "http://guest:guest@127.0.0.1:15672";
+const LOCAL_AMQP_ADDR: &str = "127.0.0.1:5672";
+
 fn find_broker() -> Result<Base, String> {
-    match std::env::var("HANDOFF_TEST_AMQP_URL") {
-        Ok(url) if !url.is_empty() => {
-            let mgmt = std::env::var("HANDOFF_TEST_MGMT_URL")
-                .ok()
-                .filter(|m| !m.is_empty());
-            Base::from_urls(&url, mgmt.as_deref())
+    let (base, how) = discover()?;
+    // Straight to the process's stderr: the harness captures `eprintln!` per test.
+    let _ = writeln!(
+        std::io::stderr(),
+        "tests: RabbitMQ at {} ({how})",
+        base.amqp_authority
+    );
+    Ok(base)
+}
+
+/// Finds the broker (see the module's documentation) and says how it was found.
+fn discover() -> Result<(Base, &'static str), String> {
+    let nonempty = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(url) = nonempty("HANDOFF_TEST_AMQP_URL") {
+        let mgmt = nonempty("HANDOFF_TEST_MGMT_URL");
+        let base = Base::from_urls(&url, mgmt.as_deref())?;
+        let addr = base.amqp_socket_addr()?;
+        if let Err(e) = tcp_answers(&addr) {
+            return Err(format!(
+                "HANDOFF_TEST_AMQP_URL names {}, where nothing accepts a connection ({e}); \
+                 is RabbitMQ running there? Unset the variable to use a local broker at \
+                 127.0.0.1:5672 (or a container)",
+                base.amqp_authority
+            ));
         }
-        _ => {
-            let (host, amqp, http) = container::start()?;
-            Base::from_urls(
-                &format!("amqp://guest:guest@{host}:{amqp}/%2f"),
-                Some(&format!("http://guest:guest@{host}:{http}")),
-            )
+        if let Err(e) = management_answers(&base.mgmt) {
+            return Err(format!(
+                "the management API of HANDOFF_TEST_AMQP_URL's broker, at {} ({}), does not \
+                 answer /api/overview ({e}); the tests need it to make a vhost and users per \
+                 test: enable it (rabbitmq-plugins enable rabbitmq_management) or set \
+                 HANDOFF_TEST_MGMT_URL to where it is",
+                without_userinfo(&base.mgmt),
+                if mgmt.is_some() {
+                    "HANDOFF_TEST_MGMT_URL"
+                } else {
+                    "the same host, port 15672"
+                }
+            ));
         }
+        return Ok((base, "HANDOFF_TEST_AMQP_URL"));
+    }
+    if probe_local(LOCAL_AMQP_ADDR, LOCAL_MGMT_URL)? {
+        let base = Base::from_urls(LOCAL_AMQP_URL, Some(LOCAL_MGMT_URL))?;
+        return Ok((base, "local, found at the usual address"));
+    }
+    let (host, amqp, http) = container::start()?;
+    let base = Base::from_urls(
+        &format!("amqp://guest:guest@{host}:{amqp}/%2f"),
+        Some(&format!("http://guest:guest@{host}:{http}")),
+    )?;
+    Ok((base, "testcontainers, started for this test binary"))
+}
+
+/// Whether a usable broker is at `amqp_addr` (a socket address) with its management API at
+/// `mgmt` (`http://user:password@host:port`): `Ok(false)` when nothing accepts a TCP
+/// connection there (the caller may start a container), `Ok(true)` when AMQP accepts one
+/// and the management API answers, an error saying to enable the management plugin when
+/// only AMQP answers.
+pub(crate) fn probe_local(amqp_addr: &str, mgmt: &str) -> Result<bool, String> {
+    let addr: SocketAddr = amqp_addr
+        .parse()
+        .map_err(|e| format!("{amqp_addr} is not a socket address: {e}"))?;
+    if tcp_answers(&addr).is_err() {
+        return Ok(false);
+    }
+    match management_answers(mgmt) {
+        Ok(()) => Ok(true),
+        Err(e) => Err(format!(
+            "a RabbitMQ answers AMQP at {amqp_addr}, but its management API at {} does not \
+             answer /api/overview as guest/guest ({e}). The tests need it to make a vhost \
+             and users per test: run `rabbitmq-plugins enable rabbitmq_management`, or set \
+             HANDOFF_TEST_AMQP_URL (and HANDOFF_TEST_MGMT_URL) to a broker that has it",
+            without_userinfo(mgmt)
+        )),
+    }
+}
+
+/// Whether something accepts a TCP connection at `addr` within a second.
+fn tcp_answers(addr: &SocketAddr) -> Result<(), String> {
+    TcpStream::connect_timeout(addr, Duration::from_secs(1))
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `GET {mgmt}/api/overview` succeeds (as the URL's user) within 5 s.
+fn management_answers(mgmt: &str) -> Result<(), String> {
+    ureq::get(format!("{}/api/overview", mgmt.trim_end_matches('/')))
+        .config()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .call()
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// `scheme://host:port...` without the `user:password@` of a URL, for messages.
+fn without_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            let hostport = rest[..end].rsplit('@').next().unwrap_or("");
+            format!("{scheme}://{hostport}{}", &rest[end..])
+        }
+        None => url.to_string(),
     }
 }
 
@@ -96,6 +205,27 @@ impl Base {
             admin,
             mgmt,
         })
+    }
+
+    /// The AMQP `host:port` as a socket address (the scheme's port when none is given).
+    fn amqp_socket_addr(&self) -> Result<SocketAddr, String> {
+        let bare_ipv6 = self.amqp_authority.ends_with(']');
+        let has_port = !bare_ipv6
+            && self
+                .amqp_authority
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+        let authority = if has_port {
+            self.amqp_authority.clone()
+        } else {
+            let port = if self.scheme == "amqps" { 5671 } else { 5672 };
+            format!("{}:{port}", self.amqp_authority)
+        };
+        authority
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {authority}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{authority} resolves to no address"))
     }
 
     fn api(&self, path: &str) -> String {
@@ -505,8 +635,9 @@ mod container {
             .map_err(|_| "the container thread died".to_string())?
             .map_err(|e| {
                 format!(
-                    "cannot start a RabbitMQ container ({e}); is a Docker engine running? \
-                     Or set HANDOFF_TEST_AMQP_URL to a broker with the management plugin"
+                    "nothing answers at 127.0.0.1:5672 and a RabbitMQ container cannot be \
+                     started ({e}): run RabbitMQ locally with its management plugin, or set \
+                     HANDOFF_TEST_AMQP_URL to a broker that has it, or run a Docker engine"
                 )
             })?;
         // The log line testcontainers waits for comes before the management listener is
