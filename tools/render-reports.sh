@@ -43,24 +43,7 @@ for html in "$out"/ddor-sample-week.html "$out"/ddor-generated-week.html \
     --screenshot="$png" "file://$(realpath "$html")" >/dev/null 2>&1 || true
   rm -rf "$profile"
   # A blank page compresses to almost nothing; a rendered report with charts does not.
-  if ! python3 - "$png" <<'PY'
-import struct, sys, zlib
-path = sys.argv[1]
-data = open(path, "rb").read()
-assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-pos, idat, width, height = 8, b"", 0, 0
-while pos < len(data):
-    (n,) = struct.unpack(">I", data[pos:pos + 4]); kind = data[pos + 4:pos + 8]
-    body = data[pos + 8:pos + 8 + n]; pos += 12 + n
-    if kind == b"IHDR": width, height = struct.unpack(">II", body[:8])
-    if kind == b"IDAT": idat += body
-raw = zlib.decompress(idat)
-# Count distinct bytes across rows: a blank page has one colour.
-distinct = len(set(raw[i] for i in range(0, len(raw), 7)))
-print(f"{path}: {width}x{height}, {len(data)} bytes, {distinct} distinct byte values")
-assert width >= 1000 and height >= 1000 and distinct > 20, "blank or tiny screenshot"
-PY
-  then
+  if ! python3 tools/check-png.py "$png"; then
     echo "render-reports: $png is missing or blank" >&2
     status=1
   fi
