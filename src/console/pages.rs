@@ -38,7 +38,7 @@ nav.console form{margin:0} nav.console .out{margin-left:auto}\
 .soon{color:#cf222e;font-weight:600} .late{background:#ffebe9}\
 .role{display:inline-block;border-radius:1rem;padding:.1rem .7rem;background:#ddf4ff}\
 form.login{display:flex;flex-direction:column;gap:.6rem;max-width:20rem}\
-.error{color:#cf222e}</style>\n";
+.error{color:#cf222e} #holds td,#offers td,#decisions td{white-space:nowrap}</style>\n";
 
 /// A console page: the shared style and navigation, then `body`.
 fn console_page(title: &str, active: &str, body: &str) -> String {

@@ -199,6 +199,17 @@ viewBox=\"0 0 {width} {height}\"><title>{}</title>\
             lx = left + 180.0 * k as f64,
             tx = left + 180.0 * k as f64 + 16.0,
         );
+        // A line of one point draws nothing: a window of one day shows as a dot.
+        if let [v] = s.values[..] {
+            let _ = write!(
+                out,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{}\"><title>{}</title></circle>",
+                x(0),
+                y(v),
+                escape(s.color),
+                escape(s.name)
+            );
+        }
     }
     if let Some((name, marks)) = markers.filter(|(_, m)| !m.is_empty()) {
         let lx = left + 180.0 * series.len() as f64;
