@@ -2,35 +2,25 @@
 //! without the credential, every page with it. The live service's console serves the same
 //! pages (tested in the browser by `tools/console-e2e`).
 
+#[path = "support/broker.rs"]
+mod broker;
+#[path = "support/serve.rs"]
+mod serve;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const CREDENTIAL: &str = "test-credential-9f2c41d7e3";
-
 fn handoff() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_handoff"))
-}
-
-/// `handoff console --hash-credential`, fed the credential on stdin.
-fn hash_of(credential: &str) -> String {
-    let mut child = handoff()
-        .args(["console", "--hash-credential"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{credential}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    Command::new(serve::BIN)
 }
 
 /// A console over `log` on a free port; killed when dropped.
 struct Console {
     child: Child,
     addr: SocketAddr,
+    credential: String,
 }
 
 impl Drop for Console {
@@ -41,9 +31,10 @@ impl Drop for Console {
 }
 
 fn console(log: &str) -> Console {
+    let (credential, hash) = serve::console_credential();
     let mut child = handoff()
         .args(["console", log, "--listen", "127.0.0.1:0"])
-        .env("HANDOFF_CONSOLE_CREDENTIAL_HASH", hash_of(CREDENTIAL))
+        .env("HANDOFF_CONSOLE_CREDENTIAL_HASH", hash)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -59,7 +50,11 @@ fn console(log: &str) -> Console {
     };
     // Keep draining stderr so the console never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Console { child, addr }
+    Console {
+        child,
+        addr,
+        credential,
+    }
 }
 
 struct Answer {
@@ -122,8 +117,8 @@ fn login(addr: SocketAddr, credential: &str) -> Answer {
 }
 
 /// The session cookie of a successful login, as `name=value`.
-fn session(addr: SocketAddr) -> String {
-    let a = login(addr, CREDENTIAL);
+fn session(c: &Console) -> String {
+    let a = login(c.addr, &c.credential);
     assert_eq!(a.status, 303, "{}", a.head);
     a.header("set-cookie")
         .unwrap()
@@ -181,7 +176,7 @@ fn a_request_without_the_credential_gets_401_and_learns_nothing() {
 #[test]
 fn with_the_credential_every_page_is_served() {
     let c = console("samples/week.jsonl");
-    let cookie = session(c.addr);
+    let cookie = session(&c);
 
     let board = get(c.addr, "/", Some(&cookie));
     assert_eq!(board.status, 200);
@@ -240,7 +235,7 @@ fn with_the_credential_every_page_is_served() {
         c.addr,
         "GET",
         "/",
-        &[("Authorization", &format!("Bearer {CREDENTIAL}"))],
+        &[("Authorization", &format!("Bearer {}", c.credential))],
         "",
     );
     assert_eq!(bearer.status, 200);

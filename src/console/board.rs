@@ -65,7 +65,7 @@ impl Recent {
 
     /// A replay's observer: every decision, and as dead letters what the live service
     /// would have dead-lettered (invalid lines, the rules' refusals).
-    pub(crate) fn observe(&mut self, seen: &Seen<'_>) {
+    pub fn observe(&mut self, seen: &Seen<'_>) {
         match seen {
             Seen::Event { step, .. } => {
                 for d in &step.decisions {
@@ -87,7 +87,7 @@ impl Recent {
 
 /// An open 48-hour hold on the board.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HoldRow {
+pub struct HoldRow {
     pub(crate) person_id: String,
     pub(crate) jurisdiction_id: String,
     pub(crate) detainer_id: String,
@@ -97,7 +97,7 @@ pub(crate) struct HoldRow {
 
 /// An open first-refusal offer on the board.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct OfferRow {
+pub struct OfferRow {
     pub(crate) person_id: String,
     pub(crate) offer_id: String,
     pub(crate) jurisdiction_id: String,
@@ -108,7 +108,7 @@ pub(crate) struct OfferRow {
 
 /// What an instance is, when several share a stream journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
+pub enum Role {
     /// The only instance (file journal).
     Single,
     /// The instance that writes the stream journal and decides.
@@ -142,7 +142,7 @@ pub struct Board {
 
 impl Board {
     /// The board of `engine` and `recent` as of `as_of`, for an instance in `role`.
-    pub(crate) fn build(engine: &Engine, recent: &Recent, as_of: Time, role: Role) -> Board {
+    pub fn build(engine: &Engine, recent: &Recent, as_of: Time, role: Role) -> Board {
         Board {
             as_of,
             clock: engine.clock(),
@@ -174,6 +174,16 @@ impl Board {
             capacity: engine.capacity(),
             people: engine.people(),
         }
+    }
+
+    /// The open holds, soonest ending first.
+    pub fn holds(&self) -> &[HoldRow] {
+        &self.holds
+    }
+
+    /// The open first-refusal offers, soonest due first.
+    pub fn offers(&self) -> &[OfferRow] {
+        &self.offers
     }
 
     /// The board before anything was recovered (the live service's first moments).

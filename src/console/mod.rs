@@ -18,7 +18,7 @@
 //! `Cache-Control: no-store`), since nothing here needs them.
 
 pub mod auth;
-pub(crate) mod board;
+mod board;
 pub(crate) mod pages;
 pub(crate) mod source;
 
@@ -35,7 +35,7 @@ use handoff_core::engine::Engine;
 use handoff_core::model::Time;
 use serde::Deserialize;
 
-pub(crate) use board::{Board, Recent, Role};
+pub use board::{Board, Recent, Role};
 use source::Source;
 
 use crate::answers::report::Format;
@@ -363,17 +363,12 @@ async fn ddor_page(
         Ok(w) => w,
         Err(e) => return bad_window(e),
     };
-    match console.source.ddor(from, to).await {
-        Ok(report) => html(
-            StatusCode::OK,
-            pages::around_report(
-                &report.render(Format::Html),
-                "/reports/ddor",
-                &pages::window_form("/reports/ddor", from, to),
-            ),
-        ),
-        Err(e) => failed(e),
-    }
+    let doc = console
+        .source
+        .ddor(from, to)
+        .await
+        .map(|r| r.render(Format::Html));
+    report("/reports/ddor", (from, to), doc)
 }
 
 async fn capacity_page(
@@ -385,18 +380,25 @@ async fn capacity_page(
         Ok(w) => w,
         Err(e) => return bad_window(e),
     };
-    match console.source.capacity(from, to).await {
-        Ok(report) => match report.render(Format::Html) {
-            Ok(doc) => html(
-                StatusCode::OK,
-                pages::around_report(
-                    &doc,
-                    "/reports/capacity",
-                    &pages::window_form("/reports/capacity", from, to),
-                ),
-            ),
-            Err(e) => failed(source::SourceError::Read(e)),
-        },
+    let doc = console
+        .source
+        .capacity(from, to)
+        .await
+        .and_then(|r| r.render(Format::Html).map_err(source::SourceError::Read));
+    report("/reports/capacity", (from, to), doc)
+}
+
+/// A report's own page at `path`, with the console's navigation and the window form.
+fn report(
+    path: &'static str,
+    (from, to): (Time, Time),
+    doc: Result<String, source::SourceError>,
+) -> Response {
+    match doc {
+        Ok(doc) => html(
+            StatusCode::OK,
+            pages::around_report(&doc, path, &pages::window_form(path, from, to)),
+        ),
         Err(e) => failed(e),
     }
 }

@@ -149,7 +149,7 @@ pub(crate) fn board(b: &Board) -> String {
     } else {
         body.push_str(
             "<table><thead><tr><th>ends in</th><th>person</th><th>held by</th>\
-<th>detainer</th><th>since</th><th>hold until</th></tr></thead><tbody>\n",
+<th>detainer</th><th>held from</th><th>hold until</th></tr></thead><tbody>\n",
         );
         for h in &b.holds {
             let left = h.until - b.as_of;

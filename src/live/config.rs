@@ -369,43 +369,31 @@ impl Config {
             })?;
         }
         if let Some(v) = var("HANDOFF_QUEUE_TYPE") {
-            self.amqp.queue_type = match v.as_str() {
-                "quorum" => QueueType::Quorum,
-                "classic" => QueueType::Classic,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        setting: "HANDOFF_QUEUE_TYPE",
-                        message: format!("{v:?} is neither quorum nor classic"),
-                    });
-                }
-            };
+            self.amqp.queue_type = either(
+                "HANDOFF_QUEUE_TYPE",
+                &v,
+                [
+                    ("quorum", QueueType::Quorum),
+                    ("classic", QueueType::Classic),
+                ],
+            )?;
         }
         if let Some(v) = var("HANDOFF_DECLARE_TOPOLOGY") {
-            self.amqp.declare_topology = match v.as_str() {
-                "true" => true,
-                "false" => false,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        setting: "HANDOFF_DECLARE_TOPOLOGY",
-                        message: format!("{v:?} is neither true nor false"),
-                    });
-                }
-            };
+            self.amqp.declare_topology = either(
+                "HANDOFF_DECLARE_TOPOLOGY",
+                &v,
+                [("true", true), ("false", false)],
+            )?;
         }
         if let Some(v) = var("HANDOFF_JOURNAL") {
             self.journal.path = PathBuf::from(v);
         }
         if let Some(v) = var("HANDOFF_JOURNAL_BACKEND") {
-            self.journal.backend = match v.as_str() {
-                "file" => Backend::File,
-                "stream" => Backend::Stream,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        setting: "HANDOFF_JOURNAL_BACKEND",
-                        message: format!("{v:?} is neither file nor stream"),
-                    });
-                }
-            };
+            self.journal.backend = either(
+                "HANDOFF_JOURNAL_BACKEND",
+                &v,
+                [("file", Backend::File), ("stream", Backend::Stream)],
+            )?;
         }
         if let Some(v) = var("HANDOFF_JOURNAL_STREAM") {
             self.journal.stream = v;
@@ -425,16 +413,11 @@ impl Config {
             self.http.listen = v;
         }
         if let Some(v) = var("HANDOFF_CONSOLE_ENABLED") {
-            self.console.enabled = match v.as_str() {
-                "true" => true,
-                "false" => false,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        setting: "HANDOFF_CONSOLE_ENABLED",
-                        message: format!("{v:?} is neither true nor false"),
-                    });
-                }
-            };
+            self.console.enabled = either(
+                "HANDOFF_CONSOLE_ENABLED",
+                &v,
+                [("true", true), ("false", false)],
+            )?;
         }
         if let Some(v) = var("HANDOFF_CONSOLE_LISTEN") {
             self.console.listen = v;
@@ -443,16 +426,11 @@ impl Config {
             self.console.credential_hash = v;
         }
         if let Some(v) = var("HANDOFF_LOG_FORMAT") {
-            self.log.format = match v.as_str() {
-                "text" => LogFormat::Text,
-                "json" => LogFormat::Json,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        setting: "HANDOFF_LOG_FORMAT",
-                        message: format!("{v:?} is neither text nor json"),
-                    });
-                }
-            };
+            self.log.format = either(
+                "HANDOFF_LOG_FORMAT",
+                &v,
+                [("text", LogFormat::Text), ("json", LogFormat::Json)],
+            )?;
         }
         if let Some(v) = var("HANDOFF_LOG") {
             self.log.level = v;
@@ -557,6 +535,22 @@ impl Config {
                 message: format!("{:?}: {e}", self.http.listen),
             })
     }
+}
+
+/// The value of an environment variable that takes one of two words, or why not.
+fn either<T: Copy>(
+    setting: &'static str,
+    v: &str,
+    words: [(&str, T); 2],
+) -> Result<T, ConfigError> {
+    words
+        .iter()
+        .find(|(w, _)| *w == v)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| ConfigError::Invalid {
+            setting,
+            message: format!("{v:?} is neither {} nor {}", words[0].0, words[1].0),
+        })
 }
 
 impl Config {
