@@ -843,3 +843,57 @@ fn a_journal_failure_at_start_up_exits_75() {
     assert!(stderr.contains("the journal cannot be written"), "{stderr}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The live console over the stream journal: the board names the writer's epoch, and a
+/// person page reads the journal back from the stream (one stream, one node: the shared
+/// broker, `x-initial-cluster-size` capped at the nodes there are).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_console_reads_a_person_from_the_stream_journal() {
+    let broker = Broker::new("console-stream");
+    let events = sample_events();
+    let publishers = publishers_for(jurisdictions(&events).iter().map(String::as_str));
+    let (credential, hash) = console_credential();
+    let console = free_addr();
+    let console_at = console.to_string();
+    let serve = Serve::start_with(
+        "console-stream",
+        &broker,
+        &publishers,
+        &[
+            ("HANDOFF_JOURNAL_BACKEND", "stream"),
+            ("HANDOFF_CONSOLE_ENABLED", "true"),
+            ("HANDOFF_CONSOLE_LISTEN", &console_at),
+            ("HANDOFF_CONSOLE_CREDENTIAL_HASH", &hash),
+        ],
+    );
+    let audit = Watch::start(&broker.url(), "handoff.decisions", "audit").await;
+    let (_, operator) = broker.add_user("operator", &["impersonator"]);
+    let p = Publisher::connect(&operator).await;
+    for e in &events {
+        p.event(e).await;
+    }
+    audit
+        .until(60, "P-170001's transfer to ICE", |s| {
+            s.iter()
+                .any(|s| s.routing_key == "transfer.ice" && s.body.contains("P-170001"))
+        })
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, board) = http_get_as(console, "/", Some(&credential)).unwrap();
+        assert_eq!(status, 200);
+        if board.contains("writer of the journal stream, epoch 1") && board.contains("R1.2") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{board}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, person) = http_get_as(console, "/person/P-170001", Some(&credential)).unwrap();
+    assert_eq!(status, 200, "{person}");
+    assert!(person.contains("Person P-170001"));
+    assert!(person.contains("R1.2"), "{person}");
+    assert!(person.contains("party.ice"), "{person}");
+    let (status, _) = http_get_as(console, "/person/P-170001", None).unwrap();
+    assert_eq!(status, 401);
+    drop(serve);
+}
