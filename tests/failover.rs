@@ -221,7 +221,7 @@ async fn one_writer_through_writer_kills_zombies_and_node_losses() {
     instances[1].spawn_up();
     assert!(instances[1].is_standby(), "{}", instances[1].logs());
 
-    let seen = audit(urls.clone(), "auditor", true);
+    let seen = audit(urls.clone(), "auditor", true).await;
     let messages = outgoing(&events);
     let confirmed = Arc::new(AtomicUsize::new(0));
     let resent = Arc::new(AtomicUsize::new(0));

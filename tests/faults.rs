@@ -72,7 +72,7 @@ async fn nothing_is_lost_through_kills_broker_restarts_and_dropped_connections()
     let distinct: BTreeSet<(String, String)> = events.iter().map(key).collect();
     let publishers = publishers_for(jurisdictions(&events).iter().map(String::as_str));
     let mut serve = Serve::start_on("faults", &service_url, &publishers, &[]);
-    let seen = audit(vec![node.url()], "auditor", false);
+    let seen = audit(vec![node.url()], "auditor", false).await;
 
     let messages = outgoing(&events);
     let confirmed = Arc::new(AtomicUsize::new(0));

@@ -152,17 +152,30 @@ pub struct Arrival {
 
 /// An auditor's durable queue on `handoff.decisions`, consumed with acknowledgements and
 /// reconnecting after every loss, so it misses nothing across broker restarts (a message
-/// whose ack was lost arrives twice; `dedup` takes care of that).
-pub fn audit(urls: Vec<String>, queue: &'static str, quorum: bool) -> Arc<Mutex<Vec<Arrival>>> {
+/// whose ack was lost arrives twice; `dedup` takes care of that). Returns once the queue is
+/// bound: publish nothing before.
+pub async fn audit(
+    urls: Vec<String>,
+    queue: &'static str,
+    quorum: bool,
+) -> Arc<Mutex<Vec<Arrival>>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
+    let (bound_tx, mut bound) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         for attempt in 0.. {
             let url = &urls[attempt % urls.len()];
-            let _ = audit_session(url, queue, quorum, &sink).await;
+            let _ = audit_session(url, queue, quorum, &sink, &bound_tx).await;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
+    // Nothing may be published before the queue is bound: a decision published earlier
+    // reaches no auditor, and the test would count it lost (it did, under load: the
+    // first decisions of a run, missed by an auditor still declaring its queue).
+    tokio::time::timeout(Duration::from_secs(60), bound.wait_for(|b| *b))
+        .await
+        .expect("the auditor's queue was bound within 60 s")
+        .expect("the auditor's task runs");
     seen
 }
 
@@ -171,6 +184,7 @@ async fn audit_session(
     queue: &str,
     quorum: bool,
     sink: &Mutex<Vec<Arrival>>,
+    bound: &tokio::sync::watch::Sender<bool>,
 ) -> Result<(), lapin::Error> {
     let Some(conn) = bounded(Connection::connect(url, ConnectionProperties::default())).await
     else {
@@ -217,6 +231,7 @@ async fn audit_session(
     let Some(mut consumer) = bounded(setup).await else {
         return Ok(());
     };
+    bound.send_replace(true);
     loop {
         let next = tokio::select! {
             d = consumer.next() => d,
