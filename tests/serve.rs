@@ -378,19 +378,8 @@ async fn a_hold_that_expires_while_stopped_is_released_at_restart() {
     let broker = Broker::new("hold");
     let publishers = publishers_for(["tx-travis-county"]);
     // The console on, to see the hold on the board while it runs.
-    let (credential, hash) = console_credential();
-    let console = free_addr();
-    let console_at = console.to_string();
-    let mut serve = Serve::start_with(
-        "hold",
-        &broker,
-        &publishers,
-        &[
-            ("HANDOFF_CONSOLE_ENABLED", "true"),
-            ("HANDOFF_CONSOLE_LISTEN", &console_at),
-            ("HANDOFF_CONSOLE_CREDENTIAL_HASH", &hash),
-        ],
-    );
+    let console = ConsoleOn::new();
+    let mut serve = Serve::start_with("hold", &broker, &publishers, &console.with(&[]));
     let audit = Watch::start(&broker.url(), "handoff.decisions", "audit").await;
     let (_, operator) = broker.add_user("operator", &["impersonator"]);
     let p = Publisher::connect(&operator).await;
@@ -427,12 +416,12 @@ async fn a_hold_that_expires_while_stopped_is_released_at_restart() {
     let hold_until = hold["data"]["hold_until"].as_str().unwrap().to_owned();
     // The operator's board lists the open hold (refreshed within a second), its person
     // linked; without the credential, nothing.
-    let (status, page) = http_get_as(console, "/", None).unwrap();
+    let (status, page) = console.get("/", false);
     assert_eq!(status, 401);
     assert!(!page.contains("P-170022"));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, page) = http_get_as(console, "/", Some(&credential)).unwrap();
+        let (status, page) = console.get("/", true);
         assert_eq!(status, 200);
         assert!(page.contains("the only instance (file journal)"), "{page}");
         if page.contains("<a href=\"/person/P-170022\">") {
@@ -496,7 +485,7 @@ async fn a_hold_that_expires_while_stopped_is_released_at_restart() {
         sample("handoff_hold_release_delay_seconds_bucket{le=\"0.5\"}"),
         0.0
     );
-    let (_, board) = http_get_as(console, "/", Some(&credential)).unwrap();
+    let (_, board) = console.get("/", true);
     assert!(board.contains("No hold is open."), "{board}");
     let expected = replay(&serve.journal(), &now_rfc3339());
     assert_eq!(dedup(&seen), expected);
@@ -852,19 +841,12 @@ async fn the_console_reads_a_person_from_the_stream_journal() {
     let broker = Broker::new("console-stream");
     let events = sample_events();
     let publishers = publishers_for(jurisdictions(&events).iter().map(String::as_str));
-    let (credential, hash) = console_credential();
-    let console = free_addr();
-    let console_at = console.to_string();
+    let console = ConsoleOn::new();
     let serve = Serve::start_with(
         "console-stream",
         &broker,
         &publishers,
-        &[
-            ("HANDOFF_JOURNAL_BACKEND", "stream"),
-            ("HANDOFF_CONSOLE_ENABLED", "true"),
-            ("HANDOFF_CONSOLE_LISTEN", &console_at),
-            ("HANDOFF_CONSOLE_CREDENTIAL_HASH", &hash),
-        ],
+        &console.with(&[("HANDOFF_JOURNAL_BACKEND", "stream")]),
     );
     let audit = Watch::start(&broker.url(), "handoff.decisions", "audit").await;
     let (_, operator) = broker.add_user("operator", &["impersonator"]);
@@ -880,7 +862,7 @@ async fn the_console_reads_a_person_from_the_stream_journal() {
         .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, board) = http_get_as(console, "/", Some(&credential)).unwrap();
+        let (status, board) = console.get("/", true);
         assert_eq!(status, 200);
         if board.contains("writer of the journal stream, epoch 1") && board.contains("R1.2") {
             break;
@@ -888,12 +870,12 @@ async fn the_console_reads_a_person_from_the_stream_journal() {
         assert!(std::time::Instant::now() < deadline, "{board}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (status, person) = http_get_as(console, "/person/P-170001", Some(&credential)).unwrap();
+    let (status, person) = console.get("/person/P-170001", true);
     assert_eq!(status, 200, "{person}");
     assert!(person.contains("Person P-170001"));
     assert!(person.contains("R1.2"), "{person}");
     assert!(person.contains("party.ice"), "{person}");
-    let (status, _) = http_get_as(console, "/person/P-170001", None).unwrap();
+    let (status, _) = console.get("/person/P-170001", false);
     assert_eq!(status, 401);
     drop(serve);
 }

@@ -330,6 +330,44 @@ pub fn console_credential() -> (String, String) {
     )
 }
 
+/// A console to turn on in a service: where it listens, its credential, and the settings.
+pub struct ConsoleOn {
+    pub addr: SocketAddr,
+    pub credential: String,
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl ConsoleOn {
+    pub fn new() -> ConsoleOn {
+        let (credential, hash) = console_credential();
+        let addr = free_addr();
+        ConsoleOn {
+            addr,
+            credential,
+            env: vec![
+                ("HANDOFF_CONSOLE_ENABLED", "true".into()),
+                ("HANDOFF_CONSOLE_LISTEN", addr.to_string()),
+                ("HANDOFF_CONSOLE_CREDENTIAL_HASH", hash),
+            ],
+        }
+    }
+
+    /// Its settings and `more`, for [`Serve::start_with`].
+    pub fn with<'a>(&'a self, more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(more.iter().copied())
+            .collect()
+    }
+
+    /// `GET path` with the credential (`None`: without).
+    pub fn get(&self, path: &str, authed: bool) -> (u16, String) {
+        http_get_as(self.addr, path, authed.then_some(self.credential.as_str()))
+            .expect("the console answers")
+    }
+}
+
 /// A free port on this host.
 pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
