@@ -11,6 +11,7 @@ use crate::journal::control::Rules;
 
 use super::RULES_HELP;
 
+/// Serve the web console over a log, for auditors (or hash its credential).
 #[derive(Debug, clap::Args)]
 #[command(
     long_about = "Serve the web console over a log (a journal, an export of the \
