@@ -359,16 +359,11 @@ async fn ddor_page(
     _: Authed,
     Query(window): Query<Window>,
 ) -> Response {
-    let (from, to) = match window.resolve(&console) {
-        Ok(w) => w,
-        Err(e) => return bad_window(e),
-    };
-    let doc = console
-        .source
-        .ddor(from, to)
-        .await
-        .map(|r| r.render(Format::Html));
-    report("/reports/ddor", (from, to), doc)
+    report(&console, &window, "/reports/ddor", async |from, to| {
+        let r = console.source.ddor(from, to).await?;
+        Ok(r.render(Format::Html))
+    })
+    .await
 }
 
 async fn capacity_page(
@@ -376,25 +371,26 @@ async fn capacity_page(
     _: Authed,
     Query(window): Query<Window>,
 ) -> Response {
-    let (from, to) = match window.resolve(&console) {
+    report(&console, &window, "/reports/capacity", async |from, to| {
+        let r = console.source.capacity(from, to).await?;
+        r.render(Format::Html).map_err(source::SourceError::Read)
+    })
+    .await
+}
+
+/// A report's own page at `path` for the window asked for: `make` renders it, and the
+/// console's navigation and window form go on top.
+async fn report(
+    console: &Console,
+    window: &Window,
+    path: &'static str,
+    make: impl AsyncFnOnce(Time, Time) -> Result<String, source::SourceError>,
+) -> Response {
+    let (from, to) = match window.resolve(console) {
         Ok(w) => w,
         Err(e) => return bad_window(e),
     };
-    let doc = console
-        .source
-        .capacity(from, to)
-        .await
-        .and_then(|r| r.render(Format::Html).map_err(source::SourceError::Read));
-    report("/reports/capacity", (from, to), doc)
-}
-
-/// A report's own page at `path`, with the console's navigation and the window form.
-fn report(
-    path: &'static str,
-    (from, to): (Time, Time),
-    doc: Result<String, source::SourceError>,
-) -> Response {
-    match doc {
+    match make(from, to).await {
         Ok(doc) => html(
             StatusCode::OK,
             pages::around_report(&doc, path, &pages::window_form(path, from, to)),

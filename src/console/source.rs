@@ -6,7 +6,7 @@
 //! would do by hand. The replays run on the blocking pool, so a long one never stalls the
 //! service's runtime.
 
-use std::io::{self, BufRead, BufReader, Cursor};
+use std::io::{BufRead, BufReader, Cursor};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -220,5 +220,5 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, SourceError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| SourceError::Read(io::Error::other(e.to_string()).to_string()))?
+        .map_err(|e| SourceError::Read(e.to_string()))?
 }

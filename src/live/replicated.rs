@@ -372,10 +372,11 @@ async fn term(
                     let m = m.ok_or(ServeError::ConsumerClosed)?.map_err(|e| damaged(&j.stream, 0, e))?;
                     follower.apply(&j.stream, m)?;
                     observe(metrics, follower);
-                    refresh_board(health, follower, false);
                 }
                 _ = poll.tick() => {
-                    refresh_board(health, follower, false);
+                    // Every lock poll (500 ms by default): the board is never staler than
+                    // that, and a catch-up of many messages does not ask once per message.
+                    refresh_board(health, follower);
                     if lock(&conn, &j.lock_queue).await? {
                         break;
                     }
@@ -408,11 +409,11 @@ async fn term(
 }
 
 /// Refreshes the console's board from what the standby has read.
-fn refresh_board(health: &Health, follower: &Follower, force: bool) {
+fn refresh_board(health: &Health, follower: &Follower) {
     let (engine, recent) = follower.recovering.board_parts();
     health
         .board
-        .refresh(engine, recent, crate::console::Role::Standby, force);
+        .refresh(engine, recent, crate::console::Role::Standby, false);
 }
 
 /// Sets the standby's gauges.
